@@ -1,0 +1,118 @@
+"""Our configuration files: one `.npz` per configuration record.
+
+Written with `allow_pickle=False` semantics (only numeric arrays, no Python
+objects), atomically: the bytes go to a temporary file in the same directory,
+which is renamed over the final name only once complete, so a killed writer
+never leaves a half-written file under a real name. Files are read through
+`tf.io.gfile`-compatible `open` when given a `gfile`-style path by callers;
+locally plain files are used.
+"""
+
+import io as _io
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+from glassy_dynamics_tf.io import record as record_lib
+
+FORMAT_VERSION = 1
+_FORMAT_KEY = "format_version"
+
+
+def write_atomic_bytes(path: str, payload: bytes) -> None:
+  """Writes `payload` to `path` atomically (temporary file, then rename)."""
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp_path = tempfile.mkstemp(
+      prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+  try:
+    with os.fdopen(fd, "wb") as f:
+      f.write(payload)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp_path, path)
+  except BaseException:
+    if os.path.exists(tmp_path):
+      os.remove(tmp_path)
+    raise
+
+
+def record_to_bytes(record: record_lib.ConfigurationRecord,
+                    extra_arrays=None) -> bytes:
+  """Serialises a record (plus optional extra numeric arrays) as npz bytes."""
+  record.validate("record to write")
+  arrays = record.as_dict()
+  arrays[_FORMAT_KEY] = np.asarray(FORMAT_VERSION, np.int32)
+  for key, value in (extra_arrays or {}).items():
+    if key in arrays:
+      raise ValueError(f"extra array '{key}' clashes with a record field")
+    value = np.asarray(value)
+    if value.dtype.kind not in "biuf":
+      raise ValueError(
+          f"extra array '{key}' must be numeric, found dtype {value.dtype}")
+    arrays[key] = value
+  buffer = _io.BytesIO()
+  np.savez_compressed(buffer, **arrays)
+  return buffer.getvalue()
+
+
+def save_npz(record: record_lib.ConfigurationRecord, path: str,
+             extra_arrays=None) -> None:
+  """Writes `record` to `path` (.npz) atomically.
+
+  Args:
+    record: a valid ConfigurationRecord.
+    path: destination; its directory is created if missing.
+    extra_arrays: optional name -> numeric array stored beside the record
+      (e.g. the simulator's seeds or per-run ISF); readers ignore unknown keys.
+  """
+  write_atomic_bytes(path, record_to_bytes(record, extra_arrays))
+
+
+def load_npz(path: str, with_extras: bool = False):
+  """Reads a configuration record from one of our `.npz` files.
+
+  Args:
+    path: the file.
+    with_extras: also return a dict of the non-record arrays in the file.
+
+  Returns:
+    The validated record (and the extras dict if `with_extras`).
+
+  Raises:
+    FileNotFoundError: if `path` does not exist.
+    RecordError: naming the file, if it is corrupt, lacks a field or holds
+      values outside the record's contract.
+  """
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"configuration file not found: {path}")
+  try:
+    with np.load(path, allow_pickle=False) as data:
+      arrays = {key: data[key] for key in data.files}
+  except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+    raise record_lib.RecordError(
+        f"{path}: not a readable .npz configuration file ({e})") from e
+  version = arrays.pop(_FORMAT_KEY, None)
+  if version is None or int(version) > FORMAT_VERSION:
+    raise record_lib.RecordError(
+        f"{path}: expected '{_FORMAT_KEY}' <= {FORMAT_VERSION}, found "
+        f"{None if version is None else int(version)}")
+  missing = [
+      k for k in (*record_lib.ARRAY_FIELDS, *record_lib.SCALAR_FIELDS)
+      if k not in arrays
+  ]
+  if missing:
+    raise record_lib.RecordError(f"{path}: missing field(s) {missing}")
+  fields = {k: arrays.pop(k) for k in record_lib.ARRAY_FIELDS}
+  for key, kind in record_lib.SCALAR_FIELDS.items():
+    value = arrays.pop(key)
+    if value.shape != ():
+      raise record_lib.RecordError(
+          f"{path}: field '{key}' must be a scalar, found shape "
+          f"{list(value.shape)}")
+    fields[key] = kind(value)
+  record = record_lib.ConfigurationRecord(**fields)
+  record.validate(path)
+  return (record, arrays) if with_extras else record
