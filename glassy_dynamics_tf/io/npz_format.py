@@ -4,8 +4,8 @@ Written with `allow_pickle=False` semantics (only numeric arrays, no Python
 objects), atomically: the bytes go to a temporary file in the same directory,
 which is renamed over the final name only once complete, so a killed writer
 never leaves a half-written file under a real name. Files are read through
-`tf.io.gfile`-compatible `open` when given a `gfile`-style path by callers;
-locally plain files are used.
+local paths here; callers holding `tf.io.gfile` bytes (cloud buckets) use
+`load_npz_bytes`.
 """
 
 import io as _io
@@ -88,31 +88,42 @@ def load_npz(path: str, with_extras: bool = False):
   """
   if not os.path.exists(path):
     raise FileNotFoundError(f"configuration file not found: {path}")
+  with open(path, "rb") as f:
+    payload = f.read()
+  return load_npz_bytes(payload, source=path, with_extras=with_extras)
+
+
+def load_npz_bytes(payload: bytes, source: str = "<bytes>",
+                   with_extras: bool = False):
+  """As `load_npz`, on the bytes of a file already in memory (e.g. gfile).
+
+  `source` names the file in error messages.
+  """
   try:
-    with np.load(path, allow_pickle=False) as data:
+    with np.load(_io.BytesIO(payload), allow_pickle=False) as data:
       arrays = {key: data[key] for key in data.files}
   except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
     raise record_lib.RecordError(
-        f"{path}: not a readable .npz configuration file ({e})") from e
+        f"{source}: not a readable .npz configuration file ({e})") from e
   version = arrays.pop(_FORMAT_KEY, None)
-  if version is None or int(version) > FORMAT_VERSION:
+  if version is None or version.shape != () or int(version) > FORMAT_VERSION:
     raise record_lib.RecordError(
-        f"{path}: expected '{_FORMAT_KEY}' <= {FORMAT_VERSION}, found "
-        f"{None if version is None else int(version)}")
+        f"{source}: expected a scalar '{_FORMAT_KEY}' <= {FORMAT_VERSION}, "
+        f"found {None if version is None else version.tolist()}")
   missing = [
       k for k in (*record_lib.ARRAY_FIELDS, *record_lib.SCALAR_FIELDS)
       if k not in arrays
   ]
   if missing:
-    raise record_lib.RecordError(f"{path}: missing field(s) {missing}")
+    raise record_lib.RecordError(f"{source}: missing field(s) {missing}")
   fields = {k: arrays.pop(k) for k in record_lib.ARRAY_FIELDS}
   for key, kind in record_lib.SCALAR_FIELDS.items():
     value = arrays.pop(key)
     if value.shape != ():
       raise record_lib.RecordError(
-          f"{path}: field '{key}' must be a scalar, found shape "
+          f"{source}: field '{key}' must be a scalar, found shape "
           f"{list(value.shape)}")
     fields[key] = kind(value)
   record = record_lib.ConfigurationRecord(**fields)
-  record.validate(path)
+  record.validate(source)
   return (record, arrays) if with_extras else record

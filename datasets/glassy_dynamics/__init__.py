@@ -1,0 +1,1 @@
+"""glassy_dynamics TFDS dataset: see glassy_dynamics_dataset_builder.py."""

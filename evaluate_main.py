@@ -1,0 +1,78 @@
+r"""Evaluates trained models and physics baselines on a dataset split.
+
+  python evaluate_main.py --model=/tmp/workdir --dataset=glassy_dynamics/demo \
+    --split=test --baselines=potential_energy,neighbour_count \
+    --output_dir=/tmp/eval
+
+Prints a table (per timescale: time, ISF level, Pearson mean ± std over the
+type-A particles of each configuration, for every model and baseline) and
+writes report.json, metrics.csv, table.txt and figures/ (Fig. 3b, Extended
+Data Figs. 4-7 and 10 of Bapst et al. 2020). Several --dataset values add the
+transfer matrix of the paper's Fig. 3c. See glassy_dynamics_tf/evaluation.py.
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+
+from glassy_dynamics_tf import baselines
+from glassy_dynamics_tf import evaluation
+from glassy_dynamics_tf.io import record as record_lib
+
+_MODEL = flags.DEFINE_multi_string(
+    "model", [], "SavedModel directory or train workdir holding "
+    "saved_model/; repeat the flag or give a comma list.")
+_DATASET = flags.DEFINE_multi_string(
+    "dataset", [], "TFDS name, e.g. glassy_dynamics/demo; several give a "
+    "transfer matrix. Repeat or comma list.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data_dir.")
+_SPLIT = flags.DEFINE_string("split", "test", "Split to evaluate.")
+_TRAIN_SPLIT = flags.DEFINE_string(
+    "train_split", "train", "Split the fitted baselines are fitted on.")
+_BASELINES = flags.DEFINE_list(
+    "baselines", ["potential_energy", "neighbour_count"],
+    f"Comma list from {sorted(baselines.BASELINES)}; empty for none.")
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", None,
+                                  "Where the report and figures go.")
+_MAX_CONFIGURATIONS = flags.DEFINE_integer(
+    "max_configurations", 0, "Read at most this many configurations per "
+    "split (0 = all).")
+_N_PLOT = flags.DEFINE_integer(
+    "n_plot_configurations", 2, "Configurations drawn as 2-D slices.")
+_FIGURES = flags.DEFINE_bool("figures", True, "Write PNG figures.")
+
+
+def _split_list(values):
+  return [v.strip() for value in values for v in value.split(",") if
+          v.strip()]
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not _OUTPUT_DIR.value:
+    raise app.UsageError("--output_dir is required")
+  datasets = _split_list(_DATASET.value)
+  if not datasets:
+    raise app.UsageError("--dataset is required (e.g. glassy_dynamics/demo)")
+  for name in _BASELINES.value:
+    if name not in baselines.BASELINES:
+      raise app.UsageError(f"--baselines: unknown baseline '{name}'; known: "
+                           f"{sorted(baselines.BASELINES)}")
+  try:
+    evaluation.run(
+        models=_split_list(_MODEL.value), datasets=datasets,
+        output_dir=_OUTPUT_DIR.value, split=_SPLIT.value,
+        train_split=_TRAIN_SPLIT.value, baseline_names=_BASELINES.value,
+        data_dir=_DATA_DIR.value,
+        max_configurations=_MAX_CONFIGURATIONS.value,
+        n_plot_configurations=_N_PLOT.value, figures=_FIGURES.value)
+  except (FileNotFoundError, evaluation.EvaluationError,
+          baselines.BaselineError, record_lib.RecordError) as e:
+    # Errors of the user's inputs: the message names the thing, no traceback.
+    sys.exit(f"evaluate_main.py: error: {e}")
+
+
+if __name__ == "__main__":
+  app.run(main)

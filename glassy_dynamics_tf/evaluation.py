@@ -1,0 +1,643 @@
+"""Evaluation core of `evaluate_main.py`: predictors + records -> report.
+
+  SavedModel(s) ──► SavedModelPredictor ─┐
+                                         ├─► evaluate(records, methods) ──► report (dict, JSON)
+  baselines.fit(train) ──► Baseline ─────┘                         └──────► samples (arrays, for plots)
+
+`evaluate` is a pure function of a list of configuration records and a list of
+`Method`s (a name, a `predict(record) -> [n_particles, n_outputs]` callable
+and the record timescales its outputs stand for), so it is tested without a
+TFDS dataset or a trained network. The rest of the module loads the inputs
+(`load_split` through TFDS, `SavedModelPredictor` from a SavedModel with the
+`predict` signature of docs/CONTRACTS.md) and writes the outputs
+(`report.json`, `metrics.csv`, the printed table).
+
+Report layout (every number per timescale, with times and ISF levels):
+  {"dataset", "split", "n_configurations", "ids", "temperature",
+   "times" [T] (τ, mean over configurations), "isf_levels" [T],
+   "tau_alpha" (time of the 1/e ISF level, or null), "top_fraction",
+   "methods": {name: {"kind": "model"|"baseline", "timescale_indices": [T_m],
+                      "describe": {...},
+                      "metrics": {metric: Summary.as_dict() with [T_m] lists},
+                      "per_configuration": {metric: [n_configurations][T_m]}}},
+   "neighbour_sweep": {...} (optional, Extended Data Fig. 10)}
+"""
+
+import csv
+import dataclasses
+import json
+import math
+import os
+from typing import Callable, Dict, List, Optional, Sequence
+
+from absl import logging
+import numpy as np
+
+from glassy_dynamics_tf import baselines as baselines_lib
+from glassy_dynamics_tf import metrics
+from glassy_dynamics_tf.io import record as record_lib
+
+INV_E = math.exp(-1.0)
+
+
+class EvaluationError(ValueError):
+  """The inputs of an evaluation do not fit together (names the culprit)."""
+
+
+@dataclasses.dataclass
+class Method:
+  """Something that scores particles: a trained model or a baseline.
+
+  Attributes:
+    name: column name in the report and the table.
+    predict: record -> [n_particles, n_outputs] (or [n_particles]) float.
+    timescale_indices: which of the record's timescales the outputs stand
+      for, in output order; None = all of them (n_outputs = n_timescales).
+    kind: "model" or "baseline".
+    describe: JSON-friendly details copied into the report.
+  """
+  name: str
+  predict: Callable
+  timescale_indices: Optional[Sequence[int]] = None
+  kind: str = "model"
+  describe: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class Sample:
+  """One configuration kept for the figures.
+
+  Attributes:
+    id: the record's id.
+    positions: [n, 3] float32, σ_AA; types: [n] int32; box: [3] float32.
+    propensity: [T, n] float32, σ_AA units.
+    predictions: method name -> [n, T] float64, NaN on the timescales the
+      method does not predict.
+  """
+  id: str
+  positions: np.ndarray
+  types: np.ndarray
+  box: np.ndarray
+  propensity: np.ndarray
+  predictions: Dict[str, np.ndarray]
+
+
+@dataclasses.dataclass
+class Evaluation:
+  report: dict
+  samples: List[Sample]
+
+
+# ---------------------------------------------------------------------------
+# The core.
+
+
+def evaluate(records: Sequence[record_lib.ConfigurationRecord],
+             methods: Sequence[Method],
+             ids: Optional[Sequence[str]] = None,
+             top_fraction: float = metrics.DEFAULT_TOP_FRACTION,
+             n_samples: int = 3) -> Evaluation:
+  """Scores every method on every record, per timescale, on type-A particles.
+
+  Args:
+    records: the configurations to evaluate (one split), all with the same
+      number of timescales.
+    methods: models and (already fitted) baselines.
+    ids: one id per record (default "0", "1", ...).
+    top_fraction: size of the mobile class (Extended Data Fig. 1).
+    n_samples: how many configurations to keep with their predictions for
+      the figures (the first ones).
+
+  Returns:
+    Evaluation(report, samples); see the module docstring for the report.
+
+  Raises:
+    EvaluationError: no records, records with different numbers of
+      timescales, a method whose outputs do not fit the timescales, or
+      duplicate method names.
+  """
+  if not records:
+    raise EvaluationError("no configurations to evaluate (empty split?)")
+  ids = [str(i) for i in (ids if ids is not None else range(len(records)))]
+  if len(ids) != len(records):
+    raise EvaluationError(f"{len(ids)} ids for {len(records)} records")
+  names = [m.name for m in methods]
+  if len(set(names)) != len(names):
+    raise EvaluationError(f"method names must be unique, found {names}")
+  n_timescales = records[0].n_timescales
+  for rid, record in zip(ids, records):
+    if record.n_timescales != n_timescales:
+      raise EvaluationError(
+          f"configuration '{rid}' has {record.n_timescales} timescales, "
+          f"configuration '{ids[0]}' has {n_timescales}")
+  indices = {m.name: resolve_timescale_indices(m, n_timescales)
+             for m in methods}
+
+  per_config = {m.name: [] for m in methods}
+  samples = []
+  for k, (rid, record) in enumerate(zip(ids, records)):
+    keep = k < n_samples
+    predictions = {}
+    for method in methods:
+      idx = indices[method.name]
+      raw = np.asarray(method.predict(record), np.float64)
+      prediction = _check_prediction(raw, record, len(idx), method.name, rid)
+      per_config[method.name].append(
+          metrics.configuration_metrics(prediction, record.propensity[idx],
+                                        record.types,
+                                        fraction=top_fraction))
+      if keep:
+        full = np.full((record.n_particles, n_timescales), np.nan)
+        full[:, idx] = prediction
+        predictions[method.name] = full
+    if keep:
+      samples.append(Sample(rid, record.positions, record.types, record.box,
+                            record.propensity, predictions))
+
+  times_all = np.stack([r.times for r in records]).astype(np.float64)
+  times = times_all.mean(axis=0)
+  spread = np.max(np.abs(times_all - times), axis=0)
+  if np.any(spread > 1e-3 * times):
+    logging.warning("times differ between configurations (largest spread "
+                    "%s τ); the report gives their mean", spread.max())
+  isf_levels = records[0].isf_levels.astype(np.float64)
+  report = {
+      "n_configurations": len(records),
+      "ids": ids,
+      "temperature": float(np.mean([r.temperature for r in records])),
+      "times": times.tolist(),
+      "isf_levels": _nan_to_none(isf_levels),
+      "tau_alpha": tau_alpha(times, isf_levels),
+      "top_fraction": top_fraction,
+      "metrics": list(metrics.METRIC_NAMES),
+      "methods": {},
+  }
+  for method in methods:
+    summaries = metrics.summarise_configurations(per_config[method.name])
+    report["methods"][method.name] = {
+        "kind": method.kind,
+        "timescale_indices": [int(i) for i in indices[method.name]],
+        "describe": method.describe,
+        "metrics": {k: _json_summary(v) for k, v in summaries.items()},
+        "per_configuration": {
+            name: [_nan_to_none(getattr(m, name)) for m in
+                   per_config[method.name]] for name in metrics.METRIC_NAMES
+        },
+    }
+  return Evaluation(report, samples)
+
+
+def resolve_timescale_indices(method: Method, n_timescales: int) -> List[int]:
+  """The record timescales a method's outputs stand for, checked.
+
+  Raises:
+    EvaluationError: naming the method, if an index is out of range.
+  """
+  if method.timescale_indices is None or len(method.timescale_indices) == 0:
+    return list(range(n_timescales))
+  idx = [int(i) for i in method.timescale_indices]
+  bad = [i for i in idx if not 0 <= i < n_timescales]
+  if bad:
+    raise EvaluationError(
+        f"'{method.name}' predicts timescale indices {idx}, but the dataset "
+        f"has {n_timescales} timescales (indices 0..{n_timescales - 1})")
+  return idx
+
+
+def tau_alpha(times, isf_levels) -> Optional[float]:
+  """τ_α: the time at which the self-ISF reaches 1/e, if the data has it."""
+  levels = np.asarray(isf_levels, np.float64)
+  hit = np.flatnonzero(np.isclose(levels, INV_E, atol=1e-4))
+  return float(np.asarray(times)[hit[0]]) if hit.size else None
+
+
+def neighbour_sweep(records: Sequence[record_lib.ConfigurationRecord],
+                    baseline: baselines_lib.NeighbourCountBaseline) -> dict:
+  """Test Pearson of the neighbour-count regression at every radius.
+
+  Extended Data Fig. 10: correlation vs counting radius, per timescale.
+
+  Returns:
+    {"radii": [R], "pearson_mean": [R][T], "pearson_std": [R][T],
+     "train_pearson": [R][T], "best_radius": [T]}
+  """
+  per_config = []
+  for record in records:
+    sweep = baseline.predict_sweep(record)  # [R, n, T]
+    per_config.append(np.stack([
+        metrics.configuration_metrics(s, record.propensity,
+                                      record.types).pearson for s in sweep
+    ]))
+  summary = metrics.summarise(np.stack(per_config))  # over configurations
+  return {
+      "radii": baseline.radii.tolist(),
+      "pearson_mean": _nan_to_none(summary.mean),
+      "pearson_std": _nan_to_none(summary.std),
+      "train_pearson": _nan_to_none(baseline.train_pearson),
+      "best_radius": baseline.radii[baseline.best_radius_index].tolist(),
+  }
+
+
+def transfer_matrix(reports: Dict[str, Dict[str, dict]],
+                    metric: str = "pearson") -> dict:
+  """Train state × test state × timescale matrix (the paper's Fig. 3c).
+
+  Args:
+    reports: model name -> dataset name -> report of `evaluate` on that
+      dataset (the model must appear in its "methods").
+    metric: which metric's mean to tabulate.
+
+  Returns:
+    {"models": [M], "datasets": [D], "test_temperatures": [D],
+     "isf_levels": [T], "metric": metric,
+     "mean": [M][D][T] (None where a model has no output for a timescale)}
+  """
+  models = list(reports)
+  datasets = list(next(iter(reports.values())))
+  first = reports[models[0]][datasets[0]]
+  n_t = len(first["times"])
+  matrix = np.full((len(models), len(datasets), n_t), np.nan)
+  for a, model in enumerate(models):
+    for b, dataset in enumerate(datasets):
+      entry = reports[model][dataset]["methods"][model]
+      for value, j in zip(entry["metrics"][metric]["mean"],
+                          entry["timescale_indices"]):
+        if j < n_t:
+          matrix[a, b, j] = np.nan if value is None else value
+  return {
+      "models": models,
+      "datasets": datasets,
+      "test_temperatures": [reports[models[0]][d]["temperature"]
+                            for d in datasets],
+      "isf_levels": first["isf_levels"],
+      "metric": metric,
+      "mean": _nan_to_none(matrix),
+  }
+
+
+# ---------------------------------------------------------------------------
+# Inputs: SavedModels and TFDS splits.
+
+
+def resolve_model_dir(path: str) -> str:
+  """A SavedModel directory from itself or from a train workdir.
+
+  Raises:
+    FileNotFoundError: naming `path` and the places looked at.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  for candidate in (path, os.path.join(path, "saved_model")):
+    if tf.io.gfile.exists(os.path.join(candidate, "saved_model.pb")):
+      return candidate
+  raise FileNotFoundError(
+      f"model '{path}': no SavedModel found (looked for {path}/saved_model.pb"
+      f" and {path}/saved_model/saved_model.pb; pass a train workdir or its "
+      "saved_model/ directory)")
+
+
+class SavedModelPredictor:
+  """Calls a SavedModel's `predict(positions, types, box)` signature.
+
+  Attributes:
+    path: the SavedModel directory.
+    metadata: assets/metadata.json as a dict ({} if absent).
+    timescale_indices: metadata["timescale_indices"] or None (= all).
+  """
+
+  def __init__(self, path: str, name: Optional[str] = None):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    self._tf = tf
+    self.path = resolve_model_dir(path)
+    self.name = name or model_name(path)
+    loaded = tf.saved_model.load(self.path)
+    if "predict" not in loaded.signatures:
+      raise EvaluationError(
+          f"model '{self.path}' has no 'predict' signature; found "
+          f"{sorted(loaded.signatures)} (docs/CONTRACTS.md, SavedModel)")
+    self._loaded = loaded  # keeps the variables alive
+    self._fn = loaded.signatures["predict"]
+    metadata_path = os.path.join(self.path, "assets", "metadata.json")
+    self.metadata = {}
+    if tf.io.gfile.exists(metadata_path):
+      with tf.io.gfile.GFile(metadata_path) as f:
+        self.metadata = json.load(f)
+    else:
+      logging.warning("model '%s' has no %s; assuming it predicts every "
+                      "timescale of the dataset", self.path, metadata_path)
+    indices = self.metadata.get("timescale_indices")
+    self.timescale_indices = list(indices) if indices else None
+
+  def __call__(self, record) -> np.ndarray:
+    """[n_particles, n_outputs] float32 predicted propensity, σ_AA."""
+    tf = self._tf
+    out = self._fn(
+        positions=tf.constant(record.positions, tf.float32),
+        types=tf.constant(record.types, tf.int32),
+        box=tf.constant(record.box, tf.float32))
+    if "propensity" not in out:
+      raise EvaluationError(f"model '{self.path}': predict returned "
+                            f"{sorted(out)}, expected 'propensity'")
+    value = out["propensity"].numpy()
+    return value.reshape(value.shape[0], -1)
+
+  def method(self) -> Method:
+    describe = {"path": self.path}
+    for key in ("dataset", "times", "isf_levels", "timescale_indices"):
+      if key in self.metadata:
+        describe[key] = self.metadata[key]
+    return Method(self.name, self, self.timescale_indices, "model", describe)
+
+  def train_label(self) -> str:
+    """What the model was trained on, for the transfer matrix's rows."""
+    config = self.metadata.get("config") or {}
+    temperature = (config.get("simulation") or {}).get("temperature")
+    dataset = self.metadata.get("dataset") or (config.get("dataset") or
+                                               {}).get("name")
+    parts = [p for p in (dataset, temperature is not None and
+                         f"T={temperature:g}") if p]
+    return f"{self.name} ({', '.join(parts)})" if parts else self.name
+
+
+def model_name(path: str) -> str:
+  """A short column name for a model path (its workdir's base name)."""
+  path = os.path.normpath(path)
+  base = os.path.basename(path)
+  if base == "saved_model":
+    base = os.path.basename(os.path.dirname(path)) or base
+  return base
+
+
+def load_split(dataset: str, split: str, data_dir: Optional[str] = None,
+               max_configurations: int = 0):
+  """Reads a TFDS split into records.
+
+  Args:
+    dataset: TFDS name, e.g. "glassy_dynamics/demo".
+    split: "train", "validation", "test" (or any TFDS split string).
+    data_dir: TFDS data_dir (None/"" = TFDS default).
+    max_configurations: read at most this many (0 = all).
+
+  Returns:
+    (ids [N] str, records [N] ConfigurationRecord).
+
+  Raises:
+    EvaluationError: naming the dataset and split, if it cannot be read or
+      holds no examples.
+  """
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  # A prepared dataset is read from its files in data_dir; the builder need
+  # not be importable here (evaluation never generates data).
+  try:
+    ds = tfds.load(dataset, split=split, data_dir=data_dir or None,
+                   shuffle_files=False)
+  except Exception as e:  # tfds raises a zoo of types; re-raise with names.
+    # TFDS appends the list of every dataset it knows; keep the first lines.
+    message = "\n".join(str(e).splitlines()[:2])
+    raise EvaluationError(
+        f"cannot load split '{split}' of dataset '{dataset}' (data_dir="
+        f"{data_dir or 'TFDS default'}): {type(e).__name__}: {message}"
+    ) from e
+  if max_configurations:
+    ds = ds.take(max_configurations)
+  ids, records = [], []
+  for k, example in enumerate(tfds.as_numpy(ds)):
+    rid = example.get("id", str(k))
+    rid = rid.decode() if isinstance(rid, bytes) else str(rid)
+    records.append(record_lib.ConfigurationRecord.create(
+        positions=example["positions"], types=example["types"],
+        box=example["box"], propensity=example["propensity"],
+        times=example["times"], isf_levels=example["isf_levels"],
+        temperature=example["temperature"],
+        pressure=example.get("pressure", math.nan),
+        density=example.get("density"), n_runs=example.get("n_runs", 0),
+        source=f"{dataset}/{split}/{rid}"))
+    ids.append(rid)
+  if not records:
+    raise EvaluationError(f"split '{split}' of dataset '{dataset}' is empty")
+  return ids, records
+
+
+# ---------------------------------------------------------------------------
+# Outputs.
+
+
+def format_table(report: dict, metric: str = "pearson") -> str:
+  """A text table: one row per timescale (by time), mean ± std per method.
+
+  The row of τ_α (ISF = 1/e) is marked with '*'.
+  """
+  names = list(report["methods"])
+  header = ["j", "t [τ]", "ISF"] + names
+  rows = []
+  times = report["times"]
+  for j in np.argsort(times, kind="stable"):
+    level = report["isf_levels"][j]
+    mark = "*" if level is not None and abs(level - INV_E) < 1e-4 else ""
+    row = [f"{j}{mark}", f"{times[j]:.4g}",
+           "-" if level is None else f"{level:.3f}"]
+    for name in names:
+      entry = report["methods"][name]
+      if j in entry["timescale_indices"]:
+        k = entry["timescale_indices"].index(j)
+        mean = entry["metrics"][metric]["mean"][k]
+        std = entry["metrics"][metric]["std"][k]
+        row.append("nan" if mean is None else f"{mean:+.3f} ± {std:.3f}")
+      else:
+        row.append("—")
+    rows.append(row)
+  widths = [max(len(r[c]) for r in [header] + rows) for c in
+            range(len(header))]
+  line = lambda r: "  ".join(v.rjust(w) for v, w in zip(r, widths))
+  where = " ".join(str(report[k]) for k in ("dataset", "split") if
+                  report.get(k))
+  title = (f"{metric} over type-A particles, mean ± std over "
+           f"{report['n_configurations']} configurations"
+           f"{' of ' + where if where else ''}; * = τ_α (ISF = 1/e)")
+  return "\n".join([title, line(header), line(["-" * w for w in widths])] +
+                   [line(r) for r in rows])
+
+
+def write_csv(report: dict, path: str) -> None:
+  """Long-format CSV: one row per method × timescale × metric."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  fields = ["method", "kind", "timescale_index", "time", "isf_level",
+            "metric", "mean", "median", "min", "max", "std", "count"]
+  with tf.io.gfile.GFile(path, "w") as f:
+    writer = csv.writer(f)
+    writer.writerow(fields)
+    for name, entry in report["methods"].items():
+      for metric, summary in entry["metrics"].items():
+        for k, j in enumerate(entry["timescale_indices"]):
+          level = report["isf_levels"][j]
+          writer.writerow(
+              [name, entry["kind"], j, report["times"][j],
+               "" if level is None else level, metric] +
+              ["" if summary[s][k] is None else summary[s][k]
+               for s in ("mean", "median", "min", "max", "std", "count")])
+
+
+def write_json(obj, path: str) -> None:
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  with tf.io.gfile.GFile(path, "w") as f:
+    json.dump(obj, f, indent=1, allow_nan=False)
+
+
+def _json_summary(summary: metrics.Summary) -> dict:
+  return {k: _nan_to_none(v) for k, v in summary._asdict().items()}
+
+
+def _nan_to_none(values):
+  """Array -> nested lists with NaN as None (strict JSON has no NaN)."""
+  values = np.asarray(values)
+  if values.dtype.kind in "iub":
+    return values.tolist()
+  out = np.where(np.isfinite(values), values, np.nan).astype(object)
+  out[~np.isfinite(values.astype(np.float64))] = None
+  return out.tolist()
+
+
+def _check_prediction(raw: np.ndarray, record, n_outputs: int, name: str,
+                      rid: str) -> np.ndarray:
+  n = record.n_particles
+  if raw.ndim == 1:
+    raw = raw[:, None]
+  if raw.ndim != 2 or raw.shape[0] != n:
+    raise EvaluationError(
+        f"'{name}' returned shape {list(raw.shape)} for configuration "
+        f"'{rid}' with {n} particles; expected [{n}, {n_outputs}]")
+  if raw.shape[1] != n_outputs:
+    raise EvaluationError(
+        f"'{name}' has {raw.shape[1]} outputs but stands for {n_outputs} "
+        f"timescales of the dataset (which has {record.n_timescales}); "
+        "check the model's assets/metadata.json timescale_indices against "
+        "the dataset")
+  if not np.all(np.isfinite(raw)):
+    raise EvaluationError(f"'{name}' returned non-finite values for "
+                          f"configuration '{rid}'")
+  return raw
+
+
+# ---------------------------------------------------------------------------
+# The whole run of evaluate_main.py.
+
+
+def write_figures(evaluation: Evaluation, output_dir: str,
+                  sweep: Optional[dict] = None) -> List[str]:
+  """Writes the report's figures into output_dir/figures/; returns paths."""
+  try:
+    from glassy_dynamics_tf import plots  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    logging.warning("matplotlib is not installed (pip install .[plots]); no "
+                    "figures: %s", e)
+    return []
+  report, samples = evaluation.report, evaluation.samples
+  fig_dir = os.path.join(output_dir, "figures")
+  paths = [plots.pearson_vs_time(report, os.path.join(fig_dir,
+                                                      "pearson_vs_time.png"))]
+  if samples:
+    paths.append(plots.propensity_histograms(
+        samples, report, os.path.join(fig_dir, "propensity_histograms.png")))
+    paths.append(plots.prediction_scatter(
+        samples, report, os.path.join(fig_dir, "scatter_tau_alpha.png")))
+    for sample in samples:
+      for j in range(len(report["times"])):
+        paths.append(plots.propensity_slices(
+            sample.positions, sample.types, sample.box, sample.propensity,
+            sample.predictions,
+            os.path.join(fig_dir, f"slice_{_safe(sample.id)}_t{j}.png"),
+            timescale=j, time=report["times"][j],
+            top_fraction=report["top_fraction"]))
+  if sweep:
+    paths.append(plots.neighbour_sweep(
+        sweep, report, os.path.join(fig_dir, "neighbour_count_sweep.png")))
+  return paths
+
+
+def run(models: Sequence[str], datasets: Sequence[str], output_dir: str,
+        split: str = "test", train_split: str = "train",
+        baseline_names: Sequence[str] = ("potential_energy",
+                                         "neighbour_count"),
+        data_dir: Optional[str] = None, max_configurations: int = 0,
+        n_plot_configurations: int = 2, figures: bool = True,
+        top_fraction: float = metrics.DEFAULT_TOP_FRACTION) -> dict:
+  """Evaluates models and baselines on one or several datasets.
+
+  Writes, per dataset (into output_dir, or output_dir/<dataset> when there
+  are several): report.json, metrics.csv, table.txt, figures/*.png; with
+  several datasets and at least one model also transfer.json and
+  transfer_heatmap.png (Fig. 3c). Prints the table of each dataset.
+
+  Returns:
+    {dataset: report}, plus "transfer" if computed.
+  """
+  if not datasets:
+    raise EvaluationError("no dataset given (--dataset)")
+  if not models and not baseline_names:
+    raise EvaluationError("nothing to evaluate: give --model and/or "
+                          "--baselines")
+  predictors = [SavedModelPredictor(m) for m in models]
+  names = [p.name for p in predictors]
+  if len(set(names)) != len(names):  # e.g. runs/a/saved_model, runs2/a/...
+    for k, p in enumerate(predictors):
+      p.name = f"{p.name}#{k}"
+  results = {}
+  for dataset in datasets:
+    ids, records = load_split(dataset, split, data_dir, max_configurations)
+    methods = [p.method() for p in predictors]
+    fitted = []
+    train_records = None
+    for name in baseline_names:
+      baseline = baselines_lib.make_baseline(name)
+      if baseline.needs_fit:
+        if train_records is None:
+          _, train_records = load_split(dataset, train_split, data_dir,
+                                        max_configurations)
+        logging.info("fitting baseline %s on %d %s configurations", name,
+                     len(train_records), train_split)
+        baseline.fit(train_records)
+      fitted.append(baseline)
+    methods += [
+        Method(b.name, b.predict, None, "baseline", {}) for b in fitted
+    ]
+    evaluation = evaluate(records, methods, ids, top_fraction,
+                          n_samples=n_plot_configurations)
+    for method, b in zip(methods[len(predictors):], fitted):
+      evaluation.report["methods"][method.name]["describe"] = b.describe()
+    report = evaluation.report
+    report.update(dataset=dataset, split=split, models=list(models),
+                  baselines=list(baseline_names))
+    sweep = None
+    for b in fitted:
+      if isinstance(b, baselines_lib.NeighbourCountBaseline):
+        sweep = neighbour_sweep(records, b)
+        report["neighbour_sweep"] = sweep
+    out = (output_dir if len(datasets) == 1 else
+           os.path.join(output_dir, _safe(dataset)))
+    os.makedirs(out, exist_ok=True)
+    table = format_table(report)
+    print(table, flush=True)
+    with open(os.path.join(out, "table.txt"), "w") as f:
+      f.write(table + "\n")
+    write_json(report, os.path.join(out, "report.json"))
+    write_csv(report, os.path.join(out, "metrics.csv"))
+    if figures:
+      write_figures(evaluation, out, sweep)
+    results[dataset] = report
+  if len(datasets) > 1 and predictors:
+    transfer = transfer_matrix({
+        p.name: {d: results[d] for d in datasets} for p in predictors})
+    transfer["model_labels"] = [p.train_label() for p in predictors]
+    write_json(transfer, os.path.join(output_dir, "transfer.json"))
+    if figures:
+      try:
+        from glassy_dynamics_tf import plots  # pylint: disable=g-import-not-at-top
+        plots.transfer_heatmap(transfer, os.path.join(output_dir,
+                                                      "transfer_heatmap.png"))
+      except ImportError:
+        pass
+    results["transfer"] = transfer
+  return results
+
+
+def _safe(name: str) -> str:
+  return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(name))

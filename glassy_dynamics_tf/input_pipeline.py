@@ -1,0 +1,442 @@
+"""Configurations from TFDS -> padded, batched graphs for `model.fit`.
+
+The pipeline (DESIGN.md, "Data flows one way"):
+
+```
+ tfds.load(dataset.name, split)          one example = one configuration
+   │  records_dataset / load_records
+   ▼
+ select timescales (dataset.timescale_indices)
+   │  graph_dataset: build_graph_tf ONCE per configuration, pad, cache
+   ▼
+ padded example: features (CONTRACTS.md "Padded graphs"), labels, weights
+   │  train_dataset: shuffle, repeat, skip (resume), cube symmetry, batch
+   │  eval_dataset:  batch (no augmentation, no shuffling)
+   ▼
+ (features [B, ...], propensity [B, max_nodes, n_outputs], weights [B, max_nodes])
+```
+
+The neighbour graph of a configuration does not change between epochs, so it
+is built once and cached; only the random cube symmetry (Methods, "Data
+augmentation") is applied per step, to the edge vectors, which is all the
+network sees of the geometry. Padding to static sizes (max_nodes, max_edges,
+measured on the data by `compute_metadata` or fixed in the config) gives every
+batch the same shapes, which XLA, TPUs and `tf.distribute` need.
+
+Randomness is stateless and keyed on the example's position in the training
+stream, so a run resumed at step k (BackupAndRestore) sees exactly the
+batches the uninterrupted run would have seen from step k on.
+"""
+
+import dataclasses
+import math
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from glassy_dynamics_tf import augmentation
+from glassy_dynamics_tf import graphs
+from glassy_dynamics_tf.io import record as record_lib
+
+# Keys of one record as stored by the TFDS builder (docs/CONTRACTS.md).
+RECORD_KEYS = ("positions", "types", "box", "propensity", "times",
+               "isf_levels")
+
+# tf.TensorSpec of the record fields the pipeline reads.
+RECORD_SIGNATURE = {
+    "positions": tf.TensorSpec([None, 3], tf.float32),
+    "types": tf.TensorSpec([None], tf.int32),
+    "box": tf.TensorSpec([3], tf.float32),
+    "propensity": tf.TensorSpec([None, None], tf.float32),
+    "times": tf.TensorSpec([None], tf.float32),
+    "isf_levels": tf.TensorSpec([None], tf.float32),
+}
+
+
+class PipelineError(ValueError):
+  """The data does not fit the configuration (split, timescales, sizes)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetMetadata:
+  """What the model and the exported SavedModel need to know about the data.
+
+  Attributes:
+    dataset_name: TFDS name (with config), e.g. "glassy_dynamics/demo", or a
+      free label for in-memory data.
+    times: [n_outputs] float, τ units, the times of the selected timescales.
+    isf_levels: [n_outputs] float, self-ISF levels of the selected
+      timescales (NaN for fixed times).
+    timescale_indices: indices into the records' `times` of the n_outputs
+      timescales the network predicts, in output order.
+    n_outputs: number of predicted timescales (output heads).
+    max_nodes: nodes per padded example (>= largest configuration + 1).
+    max_edges: edges per padded example (>= largest graph, self-loops
+      included).
+    num_examples: split name -> number of configurations.
+  """
+  dataset_name: str
+  times: Tuple[float, ...]
+  isf_levels: Tuple[float, ...]
+  timescale_indices: Tuple[int, ...]
+  max_nodes: int
+  max_edges: int
+  num_examples: Dict[str, int]
+
+  @property
+  def n_outputs(self) -> int:
+    return len(self.timescale_indices)
+
+  def to_json_dict(self) -> Dict[str, Any]:
+    """JSON-friendly dict (NaN ISF levels become None)."""
+    return {
+        "dataset_name": self.dataset_name,
+        "times": [float(t) for t in self.times],
+        "isf_levels": [None if math.isnan(x) else float(x)
+                       for x in self.isf_levels],
+        "timescale_indices": [int(i) for i in self.timescale_indices],
+        "n_outputs": self.n_outputs,
+        "max_nodes": int(self.max_nodes),
+        "max_edges": int(self.max_edges),
+        "num_examples": {k: int(v) for k, v in self.num_examples.items()},
+    }
+
+  @classmethod
+  def from_json_dict(cls, d: Mapping[str, Any]) -> "DatasetMetadata":
+    return cls(
+        dataset_name=str(d["dataset_name"]),
+        times=tuple(float(t) for t in d["times"]),
+        isf_levels=tuple(math.nan if x is None else float(x)
+                         for x in d["isf_levels"]),
+        timescale_indices=tuple(int(i) for i in d["timescale_indices"]),
+        max_nodes=int(d["max_nodes"]),
+        max_edges=int(d["max_edges"]),
+        num_examples={k: int(v) for k, v in d["num_examples"].items()})
+
+
+# ------------------------------------------------------------- records ---
+
+
+def load_records(config, split: str,
+                 data_dir: Optional[str] = None) -> tf.data.Dataset:
+  """One split of the TFDS dataset `config.dataset.name`, as record dicts.
+
+  Args:
+    config: the experiment ConfigDict (reads dataset.name, dataset.data_dir).
+    split: "train", "validation" or "test" (any TFDS split string).
+    data_dir: TFDS data_dir; None = config.dataset.data_dir, "" = TFDS
+      default (~/tensorflow_datasets).
+
+  Returns:
+    tf.data.Dataset of dicts with RECORD_KEYS (see RECORD_SIGNATURE), in the
+    deterministic order of the TFDS files.
+
+  Raises:
+    PipelineError: the dataset or split does not exist or is empty.
+  """
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  # The builder registers itself on import (datasets/glassy_dynamics).
+  _import_builder()
+  name = config.dataset.name
+  if data_dir is None:
+    data_dir = config.dataset.get("data_dir", "")
+  try:
+    dataset = tfds.load(name, split=split, data_dir=data_dir or None,
+                        shuffle_files=False, download=False)
+  except Exception as e:  # TFDS raises several unrelated types here.
+    raise PipelineError(
+        f"cannot load split '{split}' of TFDS dataset '{name}' from data_dir "
+        f"'{data_dir or '~/tensorflow_datasets'}': {e}. Build it first with "
+        f"`tfds build datasets/glassy_dynamics --config=... "
+        f"--data_dir=...`.") from e
+  return dataset.map(lambda ex: {k: ex[k] for k in RECORD_KEYS})
+
+
+def _import_builder() -> None:
+  """Imports the TFDS builder module so `tfds.load` knows its name."""
+  try:
+    import datasets.glassy_dynamics  # pylint: disable=g-import-not-at-top,unused-import
+  except ImportError:
+    # Installed datasets (prepared elsewhere) load from their dataset_info.
+    pass
+
+
+def records_dataset(records: Sequence[Any]) -> tf.data.Dataset:
+  """In-memory records (ConfigurationRecord or dicts) as a record dataset.
+
+  For tests and for data that is not in TFDS. Every record needs the fields
+  of RECORD_KEYS; extra fields are ignored.
+
+  Args:
+    records: sequence of `io.record.ConfigurationRecord` or dicts.
+
+  Returns:
+    tf.data.Dataset of dicts with RECORD_SIGNATURE.
+
+  Raises:
+    PipelineError: no records.
+  """
+  if not records:
+    raise PipelineError("records_dataset: no records given (empty split)")
+  arrays = []
+  for i, r in enumerate(records):
+    d = r.as_dict() if isinstance(r, record_lib.ConfigurationRecord) else r
+    missing = [k for k in RECORD_KEYS if k not in d]
+    if missing:
+      raise PipelineError(f"record {i}: missing field(s) {missing}")
+    arrays.append({
+        k: np.asarray(d[k], RECORD_SIGNATURE[k].dtype.as_numpy_dtype)
+        for k in RECORD_KEYS
+    })
+
+  def generator():
+    yield from arrays
+
+  return tf.data.Dataset.from_generator(
+      generator, output_signature=RECORD_SIGNATURE)
+
+
+# ------------------------------------------------------------ metadata ---
+
+
+def resolve_timescale_indices(config, n_timescales: int) -> Tuple[int, ...]:
+  """config.dataset.timescale_indices checked against the data.
+
+  Args:
+    config: experiment ConfigDict.
+    n_timescales: timescales in the records.
+
+  Returns:
+    tuple of indices; () in the config means all of them.
+
+  Raises:
+    PipelineError: an index outside [-n_timescales, n_timescales) or a
+      repeated index.
+  """
+  indices = tuple(config.dataset.get("timescale_indices", ()) or ())
+  if not indices:
+    return tuple(range(n_timescales))
+  resolved = []
+  for i in indices:
+    if not -n_timescales <= int(i) < n_timescales:
+      raise PipelineError(
+          f"config.dataset.timescale_indices={tuple(indices)}: index {i} is "
+          f"out of range for a dataset with {n_timescales} timescales")
+    resolved.append(int(i) % n_timescales)
+  if len(set(resolved)) != len(resolved):
+    raise PipelineError(
+        f"config.dataset.timescale_indices={tuple(indices)} repeats a "
+        f"timescale")
+  return tuple(resolved)
+
+
+def compute_metadata(splits: Mapping[str, tf.data.Dataset], config,
+                     dataset_name: Optional[str] = None) -> DatasetMetadata:
+  """One pass over the splits: times, timescales and static padding sizes.
+
+  The padding sizes are the largest over every split given (so training and
+  validation batches share shapes and compile once), unless the config fixes
+  them (graph.max_nodes, graph.max_edges > 0). Graphs are built here with the
+  same builder and cut-off as the pipeline.
+
+  Args:
+    splits: split name -> record dataset (from `load_records` or
+      `records_dataset`).
+    config: experiment ConfigDict (dataset, graph sections).
+    dataset_name: label for the metadata; default config.dataset.name.
+
+  Returns:
+    DatasetMetadata.
+
+  Raises:
+    PipelineError: an empty split, records whose timescale count differs, or
+      configured padding sizes too small for the data.
+  """
+  cutoff = float(config.graph.cutoff)
+  self_loops = bool(config.graph.self_loops)
+
+  def sizes(example):
+    graph = graphs.build_graph_tf(example["positions"], example["box"],
+                                  cutoff, self_loops)
+    return {
+        "n_nodes": tf.shape(example["types"])[0],
+        "n_edges": tf.shape(graph.senders)[0],
+        "times": example["times"],
+        "isf_levels": example["isf_levels"],
+    }
+
+  n_nodes, n_edges, counts = [], [], {}
+  times = isf_levels = None
+  for split, dataset in splits.items():
+    count = 0
+    for s in dataset.map(sizes, num_parallel_calls=tf.data.AUTOTUNE,
+                         deterministic=True).as_numpy_iterator():
+      n_nodes.append(int(s["n_nodes"]))
+      n_edges.append(int(s["n_edges"]))
+      if times is None:
+        times, isf_levels = s["times"], s["isf_levels"]
+      elif s["times"].shape != times.shape:
+        raise PipelineError(
+            f"split '{split}', example {count}: {s['times'].size} timescales, "
+            f"but earlier examples have {times.size}")
+      elif not np.allclose(s["times"], times, rtol=1e-4):
+        logging.warning(
+            "split '%s', example %d: times %s differ from the first "
+            "example's %s; the metadata keeps the first.", split, count,
+            s["times"], times)
+      count += 1
+    if count == 0:
+      raise PipelineError(
+          f"split '{split}' of dataset "
+          f"'{dataset_name or config.dataset.name}' is empty")
+    counts[split] = count
+
+  padded = graphs.padding_sizes(n_nodes, n_edges)
+  max_nodes = int(config.graph.get("max_nodes", 0) or padded.max_nodes)
+  max_edges = int(config.graph.get("max_edges", 0) or padded.max_edges)
+  if max_nodes < max(n_nodes) + 1:
+    raise PipelineError(
+        f"config.graph.max_nodes={max_nodes} is too small: the data has "
+        f"{max(n_nodes)} particles, needs >= {max(n_nodes) + 1}")
+  if max_edges < max(n_edges):
+    raise PipelineError(
+        f"config.graph.max_edges={max_edges} is too small: the data has a "
+        f"graph with {max(n_edges)} edges")
+  indices = resolve_timescale_indices(config, times.size)
+  return DatasetMetadata(
+      dataset_name=dataset_name or config.dataset.name,
+      times=tuple(float(times[i]) for i in indices),
+      isf_levels=tuple(float(isf_levels[i]) for i in indices),
+      timescale_indices=indices,
+      max_nodes=max_nodes,
+      max_edges=max_edges,
+      num_examples=counts)
+
+
+# -------------------------------------------------------------- graphs ---
+
+
+def graph_dataset(records: tf.data.Dataset, config,
+                  metadata: DatasetMetadata,
+                  cache: bool = True) -> tf.data.Dataset:
+  """Records -> padded examples (features, propensity, weights), cached.
+
+  Args:
+    records: record dataset.
+    config: experiment ConfigDict (graph section).
+    metadata: from `compute_metadata` (timescales, padding sizes).
+    cache: keep the padded graphs in memory after the first pass (the
+      neighbour graph is built once per configuration, not once per epoch).
+
+  Returns:
+    tf.data.Dataset of (features, propensity, weights):
+      features: dict of the padded-graph contract (CONTRACTS.md):
+        node_types [max_nodes] int32, node_mask [max_nodes] float32,
+        senders, receivers [max_edges] int32, edge_vectors [max_edges, 3]
+        float32 (σ_AA units), edge_mask [max_edges] float32; plus box [3]
+        float32 (σ_AA units), which only the augmentation reads (it restricts
+        the symmetries to those of the box) and train_dataset /
+        eval_dataset drop;
+      propensity: [max_nodes, n_outputs] float32, σ_AA units (0 on padding);
+      weights: [max_nodes] float32, 1 for real type-A particles, else 0.
+  """
+  cutoff = float(config.graph.cutoff)
+  self_loops = bool(config.graph.self_loops)
+  indices = tf.constant(metadata.timescale_indices, tf.int32)
+  max_nodes, max_edges = metadata.max_nodes, metadata.max_edges
+
+  def to_example(r):
+    graph = graphs.build_graph_tf(r["positions"], r["box"], cutoff, self_loops)
+    features = graphs.pad_graph_tf(r["types"], graph, max_nodes, max_edges)
+    n = tf.shape(r["types"])[0]
+    propensity = tf.transpose(tf.gather(r["propensity"], indices))  # [n, T]
+    propensity = tf.pad(propensity, [[0, max_nodes - n], [0, 0]])
+    propensity = tf.ensure_shape(propensity,
+                                 [max_nodes, metadata.n_outputs])
+    is_a = tf.cast(tf.equal(r["types"], int(record_lib.ParticleType.A)),
+                   tf.float32)
+    weights = tf.ensure_shape(tf.pad(is_a, [[0, max_nodes - n]]), [max_nodes])
+    features["box"] = r["box"]
+    return features, propensity, weights
+
+  dataset = records.map(to_example, num_parallel_calls=tf.data.AUTOTUNE,
+                        deterministic=True)
+  return dataset.cache() if cache else dataset
+
+
+def _without_box(features):
+  """Drops the `box` entry that only the augmentation needs."""
+  return {k: v for k, v in features.items() if k != "box"}
+
+
+def train_dataset(graphs_ds: tf.data.Dataset, config, batch_size: int,
+                  seed: int = 0, start_step: int = 0,
+                  examples_per_step: Optional[int] = None) -> tf.data.Dataset:
+  """Infinite, shuffled, augmented, batched training stream.
+
+  Element i of the (per-pipeline) stream is a fixed function of (seed, i):
+  the shuffle is seeded and the cube symmetry of example i uses the stateless
+  seed (seed, i). `start_step` skips the examples of the first start_step
+  global steps, so a resumed run continues the same stream.
+
+  Args:
+    graphs_ds: from `graph_dataset` (already sharded for this pipeline).
+    config: experiment ConfigDict (dataset.shuffle_buffer, train.augment).
+    batch_size: examples per batch of this pipeline's replicas (the
+      per-replica batch size under tf.distribute).
+    seed: int, the run's seed.
+    start_step: global steps already trained.
+    examples_per_step: examples this pipeline hands out per global step
+      (per-replica batch x replicas it feeds); default `batch_size`.
+
+  Returns:
+    tf.data.Dataset of (features, propensity, weights) with a leading batch
+    dimension, static shapes (drop_remainder).
+  """
+  buffer = int(config.dataset.get("shuffle_buffer", 64))
+  augment = bool(config.train.get("augment", True))
+  dataset = graphs_ds.repeat()
+  if buffer > 1:
+    dataset = dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+  dataset = dataset.enumerate()
+  skip = int(start_step) * int(examples_per_step or batch_size)
+  if skip:
+    dataset = dataset.skip(skip)
+
+  def augment_fn(index, example):
+    features, propensity, weights = example
+    if augment:
+      # Methods: a random element of the cube's symmetry group per example
+      # (only those mapping a non-cubic box onto itself).
+      example_seed = tf.stack([tf.constant(seed, tf.int64), index])
+      features = augmentation.augment_padded_graph(
+          features, seed=example_seed, box=features["box"])
+    return _without_box(features), propensity, weights
+
+  dataset = dataset.map(augment_fn, num_parallel_calls=tf.data.AUTOTUNE,
+                        deterministic=True)
+  dataset = dataset.batch(batch_size, drop_remainder=True)
+  return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def eval_dataset(graphs_ds: tf.data.Dataset,
+                 batch_size: int) -> tf.data.Dataset:
+  """Batched examples in order, no augmentation (validation, test).
+
+  The last batch may be smaller than `batch_size` (every configuration is
+  evaluated once).
+  """
+  dataset = graphs_ds.map(lambda x, y, w: (_without_box(x), y, w))
+  return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def shard_records(records: tf.data.Dataset,
+                  input_context: Optional[tf.distribute.InputContext]
+                  ) -> tf.data.Dataset:
+  """This pipeline's share of the records under multi-worker training."""
+  if input_context is None or input_context.num_input_pipelines == 1:
+    return records
+  return records.shard(input_context.num_input_pipelines,
+                       input_context.input_pipeline_id)

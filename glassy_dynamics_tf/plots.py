@@ -1,0 +1,287 @@
+"""The paper's figures from an evaluation report (matplotlib, Agg backend).
+
+Each function takes the report of `evaluation.evaluate` (a dict, as in
+report.json) or plain arrays, writes one PNG and returns its path:
+
+  pearson_vs_time        Fig. 3b / Extended Data Fig. 3: correlation vs time.
+  propensity_slices      Extended Data Figs. 4-6: 2-D slices, 10 % most
+                         mobile marked, truth beside predictions.
+  propensity_histograms  Extended Data Fig. 7: distributions of propensity.
+  prediction_scatter     predicted vs true propensity at one timescale.
+  neighbour_sweep        Extended Data Fig. 10: correlation vs radius r.
+  transfer_heatmap       Fig. 3c: train state × test state.
+
+Units: time τ, lengths and propensity σ_AA.
+"""
+
+import math
+import os
+from typing import Dict, Optional, Sequence
+
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+import numpy as np
+
+from glassy_dynamics_tf import metrics
+
+INV_E = math.exp(-1.0)
+TYPE_A = 0
+
+
+def _save(fig, path: str) -> str:
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  fig.savefig(path, dpi=120, bbox_inches="tight")
+  plt.close(fig)
+  return path
+
+
+def _as_float(values):
+  return np.array([np.nan if v is None else v for v in values], np.float64)
+
+
+def pearson_vs_time(report: dict, path: str,
+                    metric: str = "pearson") -> str:
+  """Mean correlation vs time, one line per method (Fig. 3b).
+
+  Error bars: standard deviation over test configurations; the shaded band
+  spans min to max. Log time axis; τ_α (self-ISF = 1/e) is a dashed line.
+  """
+  times = np.asarray(report["times"], np.float64)
+  fig, ax = plt.subplots(figsize=(6.0, 4.2))
+  for name, entry in report["methods"].items():
+    idx = np.asarray(entry["timescale_indices"], int)
+    summary = entry["metrics"][metric]
+    order = np.argsort(times[idx])
+    t = times[idx][order]
+    mean = _as_float(summary["mean"])[order]
+    std = _as_float(summary["std"])[order]
+    style = "-o" if entry["kind"] == "model" else "--s"
+    line = ax.errorbar(t, mean, yerr=std, fmt=style, ms=4, capsize=2,
+                       label=name, lw=2 if entry["kind"] == "model" else 1.2)
+    ax.fill_between(t, _as_float(summary["min"])[order],
+                    _as_float(summary["max"])[order],
+                    color=line[0].get_color(), alpha=0.12, lw=0)
+  tau = report.get("tau_alpha")
+  if tau:
+    ax.axvline(tau, color="0.4", ls=":", lw=1)
+    ax.annotate("τ_α", (tau, 0.0), xycoords=("data", "axes fraction"),
+                textcoords="offset points", xytext=(3, 4), color="0.3")
+  ax.set_xscale("log")
+  ax.set_xlabel("time t [τ]")
+  ax.set_ylabel(f"{metric} (type A)")
+  ax.axhline(0.0, color="0.8", lw=0.8)
+  where = " ".join(str(report[k]) for k in ("dataset", "split") if
+                  report.get(k))
+  ax.set_title(f"{where + ': ' if where else ''}"
+               f"{report['n_configurations']} configurations (cf. Fig. 3b)",
+               fontsize=9)
+  ax.legend(fontsize=8, loc="best")
+  ax.grid(alpha=0.3, which="both")
+  return _save(fig, path)
+
+
+def propensity_slices(positions, types, box, propensity,
+                      predictions: Dict[str, np.ndarray], path: str,
+                      timescale: int, time: Optional[float] = None,
+                      thickness: float = 1.0, z_centre: Optional[float] = None,
+                      top_fraction: float = metrics.DEFAULT_TOP_FRACTION
+                      ) -> str:
+  """A slab of the configuration coloured by true and predicted propensity.
+
+  Extended Data Figs. 4-6: particles with |z - z_centre| < thickness/2
+  (periodic), coloured by value (each panel its own colour scale: scores of
+  baselines have other units); the 10 % most mobile type-A particles of the
+  whole configuration, by each panel's values, are ringed in black. Type-B
+  particles are drawn smaller.
+
+  Args:
+    positions: [n, 3] float, σ_AA; types: [n] int; box: [3] float.
+    propensity: [T, n] float, σ_AA (true).
+    predictions: name -> [n, T] float scores (NaN where not predicted).
+    timescale: index j of the timescale to draw.
+    thickness: slab thickness, σ_AA (the paper: about one σ).
+    z_centre: slab centre, σ_AA (default: mid-box).
+  """
+  positions = np.asarray(positions, np.float64)
+  types = np.asarray(types)
+  box = np.asarray(box, np.float64)
+  z0 = box[2] / 2 if z_centre is None else z_centre
+  dz = np.mod(positions[:, 2] - z0 + box[2] / 2, box[2]) - box[2] / 2
+  in_slab = np.abs(dz) < thickness / 2
+  panels = [("true propensity", np.asarray(propensity)[timescale])]
+  for name, value in predictions.items():
+    column = np.asarray(value)[:, timescale]
+    if np.all(np.isfinite(column)):
+      panels.append((name, column))
+  n_cols = min(3, len(panels))
+  n_rows = int(math.ceil(len(panels) / n_cols))
+  fig, axes = plt.subplots(n_rows, n_cols, figsize=(4.2 * n_cols,
+                                                    3.9 * n_rows),
+                           squeeze=False, layout="constrained")
+  for ax in axes.flat[len(panels):]:
+    ax.axis("off")
+  is_a = types == TYPE_A
+  sizes = np.where(is_a, 40.0, 22.0)
+  for ax, (title, values) in zip(axes.flat, panels):
+    mobile = np.zeros(types.shape, bool)
+    mobile[is_a] = metrics.top_mask(values[is_a], top_fraction)
+    sel = in_slab
+    # Colour range from the 2nd to 98th percentile of the whole
+    # configuration, so that a few outliers (e.g. overlapping pairs in an
+    # energy) do not wash out the slab.
+    vmin, vmax = np.percentile(values, [2, 98])
+    sc = ax.scatter(positions[sel, 0], positions[sel, 1], c=values[sel],
+                    s=sizes[sel], cmap="viridis", edgecolors="none",
+                    vmin=vmin, vmax=vmax if vmax > vmin else None)
+    ring = sel & mobile
+    ax.scatter(positions[ring, 0], positions[ring, 1], s=sizes[ring] * 1.8,
+               facecolors="none", edgecolors="k", linewidths=1.0)
+    fig.colorbar(sc, ax=ax, shrink=0.85)
+    ax.set_xlim(0, box[0])
+    ax.set_ylim(0, box[1])
+    ax.set_aspect("equal")
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("x [σ]")
+    ax.set_ylabel("y [σ]")
+  when = f"t = {time:.3g} τ" if time is not None else f"timescale {timescale}"
+  fig.suptitle(f"slab |z − {z0:.2f}| < {thickness / 2:g} σ, {when}; "
+               f"rings: top {top_fraction:.0%} mobile of type A "
+               "(cf. ED Figs. 4-6)", fontsize=9)
+  return _save(fig, path)
+
+
+def propensity_histograms(samples, report: dict, path: str,
+                          method: Optional[str] = None) -> str:
+  """Distributions of type-A propensity, true vs predicted (ED Fig. 7).
+
+  One panel per timescale (sorted by time); the predicted histogram is that
+  of `method` (default: the first model, else nothing but the truth).
+  Uses the configurations kept in `samples` (evaluation.Sample list).
+  """
+  times = np.asarray(report["times"])
+  order = np.argsort(times)
+  if method is None:
+    models = [n for n, e in report["methods"].items() if e["kind"] == "model"]
+    method = models[0] if models else None
+  n_cols = min(4, len(order))
+  n_rows = int(math.ceil(len(order) / n_cols))
+  fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.2 * n_cols,
+                                                    2.6 * n_rows),
+                           squeeze=False)
+  for ax in axes.flat[len(order):]:
+    ax.axis("off")
+  for ax, j in zip(axes.flat, order):
+    true = np.concatenate([s.propensity[j][s.types == TYPE_A]
+                           for s in samples])
+    bins = np.linspace(0, np.percentile(true, 99.5) * 1.2, 40)
+    ax.hist(true, bins=bins, density=True, alpha=0.5, label="true")
+    if method is not None:
+      pred = np.concatenate([s.predictions[method][s.types == TYPE_A, j]
+                             for s in samples])
+      if np.all(np.isfinite(pred)):
+        ax.hist(pred, bins=bins, density=True, histtype="step", lw=1.5,
+                label=method)
+    ax.set_title(f"t = {times[j]:.3g} τ", fontsize=9)
+    ax.set_xlabel("propensity [σ]")
+  axes.flat[0].legend(fontsize=7)
+  fig.suptitle("type-A propensity distributions (cf. ED Fig. 7)",
+               fontsize=9)
+  fig.tight_layout()
+  return _save(fig, path)
+
+
+def prediction_scatter(samples, report: dict, path: str,
+                       methods: Optional[Sequence[str]] = None,
+                       timescale: Optional[int] = None) -> str:
+  """Predicted vs true type-A propensity at one timescale (default τ_α).
+
+  One panel per method; Pearson of the pooled points in each title.
+  """
+  times = np.asarray(report["times"])
+  if timescale is None:
+    levels = _as_float(report["isf_levels"])
+    hit = np.flatnonzero(np.isclose(levels, INV_E, atol=1e-4))
+    timescale = int(hit[0]) if hit.size else int(np.argmax(times))
+  methods = list(methods or report["methods"])
+  fig, axes = plt.subplots(1, len(methods), figsize=(3.4 * len(methods), 3.3),
+                           squeeze=False)
+  true = np.concatenate([s.propensity[timescale][s.types == TYPE_A]
+                         for s in samples])
+  for ax, name in zip(axes[0], methods):
+    pred = np.concatenate([s.predictions[name][s.types == TYPE_A, timescale]
+                           for s in samples])
+    if not np.all(np.isfinite(pred)):
+      ax.set_title(f"{name}: no output here", fontsize=9)
+      ax.axis("off")
+      continue
+    ax.scatter(true, pred, s=3, alpha=0.3, edgecolors="none")
+    ax.set_title(f"{name}: r = {metrics.pearson(pred, true):.3f}",
+                 fontsize=9)
+    ax.set_xlabel("true propensity [σ]")
+  axes[0][0].set_ylabel("prediction")
+  fig.suptitle(f"type A at t = {times[timescale]:.3g} τ, "
+               f"{len(samples)} configurations", fontsize=9)
+  fig.tight_layout()
+  return _save(fig, path)
+
+
+def neighbour_sweep(sweep: dict, report: dict, path: str) -> str:
+  """Test Pearson of the neighbour-count regression vs radius (ED Fig. 10)."""
+  radii = np.asarray(sweep["radii"])
+  mean = _as_float(np.asarray(sweep["pearson_mean"], object).ravel()
+                   ).reshape(len(radii), -1)
+  std = _as_float(np.asarray(sweep["pearson_std"], object).ravel()
+                  ).reshape(len(radii), -1)
+  times = np.asarray(report["times"])
+  fig, ax = plt.subplots(figsize=(5.5, 4.0))
+  colours = plt.cm.plasma(np.linspace(0, 0.9, len(times)))
+  for c, j in enumerate(np.argsort(times)):
+    ax.errorbar(radii, mean[:, j], yerr=std[:, j], fmt="-o", ms=3,
+                capsize=2, color=colours[c], label=f"t = {times[j]:.3g} τ")
+  ax.set_xlabel("counting radius r [σ]")
+  ax.set_ylabel("pearson (type A, test)")
+  ax.set_title("neighbour-count regression (cf. ED Fig. 10)", fontsize=9)
+  ax.legend(fontsize=7)
+  ax.grid(alpha=0.3)
+  return _save(fig, path)
+
+
+def transfer_heatmap(transfer: dict, path: str,
+                     timescale: Optional[int] = None) -> str:
+  """Mean Pearson of each model (row) on each dataset (column), Fig. 3c.
+
+  Args:
+    transfer: `evaluation.transfer_matrix` output.
+    timescale: index j (default: τ_α if present, else the last).
+  """
+  matrix = _as_float(np.asarray(transfer["mean"], object).ravel()).reshape(
+      len(transfer["models"]), len(transfer["datasets"]), -1)
+  levels = _as_float(transfer["isf_levels"])
+  if timescale is None:
+    hit = np.flatnonzero(np.isclose(levels, INV_E, atol=1e-4))
+    timescale = int(hit[0]) if hit.size else matrix.shape[2] - 1
+  values = matrix[:, :, timescale]
+  fig, ax = plt.subplots(figsize=(1.4 + 1.1 * values.shape[1],
+                                  1.2 + 0.6 * values.shape[0]))
+  im = ax.imshow(values, cmap="viridis", vmin=np.nanmin(values) if
+                 np.isfinite(values).any() else 0, vmax=1.0 if
+                 np.isfinite(values).any() and np.nanmax(values) > 0.9
+                 else None)
+  for (a, b), v in np.ndenumerate(values):
+    ax.text(b, a, "nan" if not np.isfinite(v) else f"{v:.2f}",
+            ha="center", va="center", color="w", fontsize=8)
+  ax.set_xticks(range(values.shape[1]))
+  ax.set_xticklabels([f"{d}\nT={t:.3g}" for d, t in
+                      zip(transfer["datasets"],
+                          transfer["test_temperatures"])], fontsize=7)
+  ax.set_yticks(range(values.shape[0]))
+  ax.set_yticklabels(transfer["models"], fontsize=7)
+  ax.set_xlabel("test dataset")
+  ax.set_ylabel("trained model")
+  level = levels[timescale]
+  ax.set_title(f"mean {transfer['metric']}, ISF level "
+               f"{'n/a' if not np.isfinite(level) else f'{level:.3f}'} "
+               "(cf. Fig. 3c)", fontsize=9)
+  fig.colorbar(im, ax=ax)
+  return _save(fig, path)

@@ -1,0 +1,552 @@
+"""Resumable driver: state point -> one `.npz` record per configuration.
+
+Output directory layout (docs/CONTRACTS.md, "Simulation output"):
+
+  DIR/manifest.json                 settings, seeds, engine, thermostat,
+                                    τ_α, per-configuration status, wall time
+  DIR/configuration_00000.npz ...   one ConfigurationRecord each, plus extra
+                                    arrays (see `_finalise`)
+  DIR/work/                         checkpoints: preparation states
+                                    (parent_XXXXX.npz) and finished runs
+                                    (configuration_XXXXX/run_XXX.npz); the run
+                                    files of a configuration are deleted once
+                                    its record is written
+
+Resume: every file is written atomically (temporary name, then rename) and
+every result is a deterministic function of the settings and `--seed`
+(seeds.py; one MPI rank per LAMMPS session). Re-running the same command
+after SIGKILL at any moment skips what exists and recomputes the rest, so
+the final files equal those of an uninterrupted run, with nothing lost or
+duplicated. Runs of one ensemble are independent and execute in parallel
+worker processes (multiprocessing 'spawn'; workers die with the driver).
+"""
+
+import dataclasses
+import json
+import math
+import multiprocessing
+import os
+import shutil
+import time
+from typing import Callable, List, Optional, Sequence
+
+import numpy as np
+
+from glassy_dynamics_tf import io as io_lib
+from glassy_dynamics_tf import periodic
+from glassy_dynamics_tf.io import npz_format
+from glassy_dynamics_tf.io import record as record_lib
+from glassy_dynamics_tf.simulation import engine
+from glassy_dynamics_tf.simulation import kob_andersen as ka
+from glassy_dynamics_tf.simulation import preparation
+from glassy_dynamics_tf.simulation import propensity as propensity_lib
+from glassy_dynamics_tf.simulation import seeds as seeds_lib
+
+MANIFEST = "manifest.json"
+MANIFEST_VERSION = 1
+
+
+class SimulationInputError(ValueError):
+  """Bad settings or initial configuration, found before any MD runs."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SimulationSpec:
+  """Everything that determines the output (flags of simulate_main.py).
+
+  Attributes:
+    temperature: T, ε_AA/k_B; None to take it from the initial
+      configuration's metadata.
+    density: ρ, σ_AA⁻³ (NVT; the start density in NPT).
+    pressure: P, ε_AA/σ_AA³, NaN for NVT; finite for NPT preparation.
+    n_particles: N (ignored with an initial configuration).
+    n_configurations: configurations to sample (1 with an initial one).
+    n_runs: isoconfigurational runs per configuration.
+    isf_levels: self-ISF levels that define the timescales.
+    times: fixed times, τ (instead of isf_levels).
+    seed: base seed (>= 0).
+    melt_temperature, melt_time, cool_time, equilibration_tau_alpha,
+    sampling_interval_tau_alpha: preparation protocol, see preparation.py.
+    max_time: longest run or τ_α window, τ.
+    accelerator: "opt" or "none" (LAMMPS pair style suffix).
+    thermostat_damping: Nosé-Hoover damping, τ.
+  """
+  temperature: Optional[float] = None
+  density: float = 1.2
+  pressure: float = math.nan
+  n_particles: int = 4096
+  n_configurations: int = 1
+  n_runs: int = 30
+  isf_levels: tuple = ()
+  times: tuple = ()
+  seed: int = 42
+  melt_temperature: float = 2.0
+  melt_time: float = 10.0
+  cool_time: float = 10.0
+  equilibration_tau_alpha: float = 10.0
+  sampling_interval_tau_alpha: float = 1.0
+  max_time: float = 1e5
+  accelerator: str = "opt"
+  thermostat_damping: float = engine.THERMOSTAT_DAMPING
+
+  def validate(self, with_initial_configuration: bool = False) -> None:
+    """Raises SimulationInputError naming the flag of any bad value."""
+
+    def fail(flag, message):
+      raise SimulationInputError(f"--{flag}: {message}")
+
+    def finite_positive(flag, value):
+      if value is None or not (math.isfinite(value) and value > 0):
+        fail(flag, f"must be a finite number > 0, found {value}")
+
+    finite_positive("temperature", self.temperature)
+    if not with_initial_configuration:
+      finite_positive("density", self.density)
+      if self.n_particles < 2:
+        fail("n_particles", f"must be >= 2, found {self.n_particles}")
+      edge = (self.n_particles / self.density)**(1.0 / 3.0)
+      if edge <= 2.0 * ka.MAX_CUTOFF:
+        fail("n_particles",
+             f"N={self.n_particles} at density {self.density} gives a box "
+             f"edge {edge:.3f} σ, which must exceed twice the cut-off "
+             f"({2 * ka.MAX_CUTOFF} σ); use more particles")
+      if self.n_configurations < 1:
+        fail("n_configurations", f"must be >= 1, found {self.n_configurations}")
+    if not math.isnan(self.pressure):
+      finite_positive("pressure", self.pressure)
+    if self.n_runs < 1:
+      fail("n_runs", f"must be >= 1, found {self.n_runs}")
+    if self.seed < 0:
+      fail("seed", f"must be >= 0, found {self.seed}")
+    if self.times and self.isf_levels:
+      fail("times", "give either --times or --isf_levels, not both")
+    if not self.times and not self.isf_levels:
+      fail("isf_levels", "give --isf_levels or --times")
+    for t in self.times:
+      finite_positive("times", t)
+    for level in self.isf_levels:
+      if not (math.isfinite(level) and 0 < level < 1):
+        fail("isf_levels", f"levels must lie in (0, 1), found {level}")
+    if len(set(self.isf_levels)) != len(self.isf_levels):
+      fail("isf_levels", f"levels repeat: {self.isf_levels}")
+    finite_positive("max_time", self.max_time)
+    if self.times and max(self.times) > self.max_time:
+      fail("times", f"the longest time {max(self.times)} exceeds --max_time "
+           f"{self.max_time}")
+    finite_positive("melt_temperature", self.melt_temperature)
+    for flag in ("melt_time", "cool_time", "equilibration_tau_alpha",
+                 "sampling_interval_tau_alpha", "thermostat_damping"):
+      finite_positive(flag, getattr(self, flag))
+    if self.accelerator not in engine.ACCELERATORS:
+      fail("accelerator", f"must be one of {engine.ACCELERATORS}, found "
+           f"{self.accelerator!r}")
+
+  def settings_dict(self) -> dict:
+    d = dataclasses.asdict(self)
+    d["isf_levels"] = [float(x) for x in self.isf_levels]
+    d["times"] = [float(x) for x in self.times]
+    d["pressure"] = None if math.isnan(self.pressure) else self.pressure
+    return d
+
+
+def check_initial_configuration(record: record_lib.ConfigurationRecord,
+                                path: str) -> None:
+  """Raises SimulationInputError if MD cannot start from `record`."""
+  if record.n_particles < 2:
+    raise SimulationInputError(
+        f"{path}: needs >= 2 particles, found {record.n_particles}")
+  if np.any(record.box <= 2.0 * ka.MAX_CUTOFF):
+    raise SimulationInputError(
+        f"{path}: box {record.box.tolist()} must exceed twice the cut-off "
+        f"({2 * ka.MAX_CUTOFF} σ) on every edge")
+  distance, i, j = ka.minimum_distance(record.positions, record.box)
+  if distance < ka.MIN_DISTANCE:
+    raise SimulationInputError(
+        f"{path}: particles {i} and {j} overlap (distance {distance:.4f} σ < "
+        f"{ka.MIN_DISTANCE} σ); MD would blow up")
+
+
+def load_initial_configuration(path: str) -> record_lib.ConfigurationRecord:
+  """Reads and checks an initial configuration (our npz or DeepMind pickle)."""
+  if not os.path.exists(path):
+    raise SimulationInputError(f"--initial_configuration: no such file {path}")
+  try:
+    record = io_lib.load_configuration(path)
+  except record_lib.RecordError as e:
+    raise SimulationInputError(f"--initial_configuration: {e}") from e
+  check_initial_configuration(record, path)
+  return record
+
+
+# -- worker side ----------------------------------------------------------------
+
+
+def _worker_init() -> None:
+  """Makes a pool worker die with its parent (Linux), so a killed driver
+  leaves no orphan simulations behind."""
+  try:
+    import ctypes  # pylint: disable=g-import-not-at-top
+    import signal  # pylint: disable=g-import-not-at-top
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+  except OSError:
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class _RunTask:
+  configuration: int
+  run: int
+  path: str
+  positions: np.ndarray
+  types: np.ndarray
+  box: np.ndarray
+  temperature: float
+  seed: int
+  grid_steps: np.ndarray
+  q: float
+  stop_isf: Optional[float]
+  min_grid_points: int
+  accelerator: str
+  damping: float
+
+
+def _execute(task: _RunTask) -> tuple:
+  """Runs one trajectory and saves it atomically; returns ids and timing."""
+  start = time.time()
+  result = propensity_lib.run_trajectory(
+      task.positions, task.types, task.box, task.temperature, task.seed,
+      task.grid_steps, task.q, stop_isf=task.stop_isf,
+      min_grid_points=task.min_grid_points, accelerator=task.accelerator,
+      damping=task.damping)
+  _save_run(task.path, result, task.min_grid_points)
+  return task.configuration, task.run, time.time() - start, int(
+      result.steps[-1])
+
+
+def _save_run(path: str, result: propensity_lib.RunResult,
+              min_grid_points: int) -> None:
+  import io  # pylint: disable=g-import-not-at-top
+  buffer = io.BytesIO()
+  np.savez(buffer, steps=result.steps, displacements=result.displacements,
+           isf=result.isf, seed=np.int64(result.seed),
+           min_grid_points=np.int64(min_grid_points))
+  npz_format.write_atomic_bytes(path, buffer.getvalue())
+
+
+def _load_run(path: str) -> tuple:
+  with np.load(path, allow_pickle=False) as data:
+    result = propensity_lib.RunResult(
+        steps=data["steps"], displacements=data["displacements"],
+        isf=data["isf"], seed=int(data["seed"]))
+    return result, int(data["min_grid_points"])
+
+
+# -- driver side ------------------------------------------------------------------
+
+
+class _Configuration:
+  """What the driver knows about one configuration being simulated."""
+
+  def __init__(self, index, positions, types, box, seeds, run_dir, out_path,
+               tau_alpha):
+    self.index = index
+    self.positions = positions  # [n, 3] float32, as in the record.
+    self.types = types
+    self.box = box
+    self.seeds = seeds
+    self.run_dir = run_dir
+    self.out_path = out_path
+    self.tau_alpha = tau_alpha
+    self.min_grid_points = 0
+
+  def run_path(self, r: int) -> str:
+    return os.path.join(self.run_dir, f"run_{r:03d}.npz")
+
+
+def configuration_path(output_dir: str, index: int) -> str:
+  return os.path.join(output_dir, f"configuration_{index:05d}.npz")
+
+
+def _write_manifest(path: str, manifest: dict) -> None:
+  npz_format.write_atomic_bytes(
+      path, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+
+
+def simulate(spec: SimulationSpec,
+             output_dir: str,
+             initial_configuration: Optional[str] = None,
+             num_workers: Optional[int] = None,
+             log: Callable[[str], None] = print) -> List[str]:
+  """Simulates configurations and their propensity; resumable.
+
+  Args:
+    spec: the settings (validated here, before any MD).
+    output_dir: where records and the manifest go.
+    initial_configuration: path of one configuration (npz or DeepMind
+      pickle) to use instead of preparing `spec.n_configurations`.
+    num_workers: parallel processes for the runs (default: CPU count).
+    log: progress messages.
+
+  Returns:
+    Paths of the configuration records, in index order.
+
+  Raises:
+    SimulationInputError: bad settings or initial configuration, or an
+      output directory holding a different simulation.
+  """
+  session_start = time.time()
+  initial = None
+  if initial_configuration:
+    initial = load_initial_configuration(initial_configuration)
+    if spec.temperature is None:
+      spec = dataclasses.replace(spec, temperature=initial.temperature)
+    spec = dataclasses.replace(spec, n_particles=initial.n_particles,
+                               n_configurations=1,
+                               density=initial.density)
+  spec.validate(with_initial_configuration=initial is not None)
+  num_workers = max(1, int(num_workers or os.cpu_count() or 1))
+
+  os.makedirs(output_dir, exist_ok=True)
+  work_dir = os.path.join(output_dir, "work")
+  manifest_path = os.path.join(output_dir, MANIFEST)
+  settings = spec.settings_dict()
+  settings["initial_configuration"] = (
+      os.path.abspath(initial_configuration) if initial_configuration else None)
+  manifest = None
+  if os.path.exists(manifest_path):
+    with open(manifest_path) as f:
+      manifest = json.load(f)
+    if manifest.get("settings") != settings:
+      raise SimulationInputError(
+          f"{output_dir}: holds a simulation with different settings "
+          f"({manifest_path}); use a new --output_dir or the same flags")
+    log(f"resuming the simulation in {output_dir}")
+  else:
+    manifest = {
+        "manifest_version": MANIFEST_VERSION,
+        "settings": settings,
+        "engine": engine.engine_version(),
+        "mpi_ranks_per_run": 1,
+        "pair_potential": "Kob-Andersen LJ, lj/cut 2.5 σ_αβ, truncated and "
+                          f"{'shifted' if ka.SHIFTED else 'not shifted'}",
+        "timestep": ka.TIMESTEP,
+        "thermostat": f"Nosé-Hoover NVT (LAMMPS fix nvt), damping "
+                      f"{spec.thermostat_damping} τ, for every run",
+        "preparation_ensemble": ("NPT (fix npt)" if math.isfinite(spec.pressure)
+                                 else "NVT (fix nvt)"),
+        "velocities": "velocity all create T SEED dist gaussian mom yes rot no",
+        "isf": "A particles, isotropic sin(qr)/(qr), q = "
+               f"{ka.first_peak_wavenumber(spec.density):.4f}",
+        "wall_time_s": 0.0,
+        "configurations": {},
+    }
+  manifest["status"] = "running"
+  _write_manifest(manifest_path, manifest)
+
+  # Preparation (serial: one trajectory).
+  configurations = []
+  grid_max = (max(spec.times) if spec.times else spec.max_time)
+  if initial is not None:
+    tau_alpha = None
+    entries = [(initial.positions, initial.types, initial.box)]
+  else:
+    pending = [k for k in range(spec.n_configurations)
+               if not os.path.exists(configuration_path(output_dir, k))]
+    entries = [None] * spec.n_configurations
+    tau_alpha = manifest.get("tau_alpha")
+    if pending:
+      stage_start = time.time()
+      log(f"stage 1/2: preparing {spec.n_configurations} configurations of "
+          f"N={spec.n_particles} at T={spec.temperature}")
+      parents, tau_alpha = preparation.prepare(
+          preparation.PreparationSettings(
+              temperature=spec.temperature, density=spec.density,
+              pressure=spec.pressure, n_particles=spec.n_particles,
+              seed=spec.seed, melt_temperature=spec.melt_temperature,
+              melt_time=spec.melt_time, cool_time=spec.cool_time,
+              equilibration_tau_alpha=spec.equilibration_tau_alpha,
+              sampling_interval_tau_alpha=spec.sampling_interval_tau_alpha,
+              max_window_time=spec.max_time, accelerator=spec.accelerator,
+              damping=spec.thermostat_damping),
+          spec.n_configurations, work_dir, log=log)
+      manifest["tau_alpha"] = tau_alpha
+      log(f"stage 1/2 done in {time.time() - stage_start:.1f} s; "
+          f"τ_α = {tau_alpha:.4g} τ")
+      for k in pending:
+        state, _ = preparation.load_state(parents[k])
+        box32 = state.box.astype(np.float32)
+        # The record's float32 positions are the exact start of every run.
+        positions32 = periodic.wrap(
+            periodic.wrap(state.positions, state.box).astype(np.float32),
+            box32)
+        entries[k] = (positions32, state.types, box32)
+  grid_steps = propensity_lib.time_grid(
+      propensity_lib.steps_for_time(grid_max),
+      extra_steps=[propensity_lib.steps_for_time(t) for t in spec.times])
+  q = ka.first_peak_wavenumber(spec.density)
+  stop_isf = propensity_lib.stop_level(spec.isf_levels)
+  for k, entry in enumerate(entries):
+    if entry is None:
+      continue
+    positions, types, box = entry
+    configurations.append(_Configuration(
+        k, np.asarray(positions, np.float32), np.asarray(types, np.int32),
+        np.asarray(box, np.float32),
+        seeds_lib.run_seeds(spec.seed, k, spec.n_runs),
+        os.path.join(work_dir, f"configuration_{k:05d}"),
+        configuration_path(output_dir, k), tau_alpha))
+
+  # Ensembles.
+  total_runs = len(configurations) * spec.n_runs
+  log(f"stage 2/2: {len(configurations)} configuration(s) x {spec.n_runs} runs "
+      f"on {num_workers} worker(s)")
+  pending = {c.index: c for c in configurations}
+
+  def finalise(k):
+    nonlocal session_start
+    c = pending[k]
+    if _finalise(c, spec, grid_steps, log):
+      del pending[k]
+      manifest["configurations"][f"{k:05d}"] = {
+          "file": os.path.basename(c.out_path),
+          "run_seeds": c.seeds.tolist(),
+      }
+      manifest["wall_time_s"] = (manifest.get("wall_time_s", 0.0) +
+                                 time.time() - session_start)
+      session_start = time.time()
+      _write_manifest(manifest_path, manifest)
+
+  pool = None
+  if num_workers > 1 and total_runs > 1:
+    pool = multiprocessing.get_context("spawn").Pool(
+        num_workers, initializer=_worker_init)
+  try:
+    while pending:
+      tasks = []
+      for c in pending.values():
+        os.makedirs(c.run_dir, exist_ok=True)
+        for r in range(spec.n_runs):
+          path = c.run_path(r)
+          if os.path.exists(path):
+            try:
+              result, min_points = _load_run(path)
+              if (min_points >= c.min_grid_points or
+                  len(result.steps) >= c.min_grid_points):
+                continue
+            except (OSError, ValueError, KeyError):
+              pass  # unreadable: recompute.
+          tasks.append(_RunTask(
+              c.index, r, path, c.positions, c.types, c.box,
+              spec.temperature, int(c.seeds[r]), grid_steps, q,
+              None if spec.times else stop_isf, c.min_grid_points,
+              spec.accelerator, spec.thermostat_damping))
+      n_todo = len(tasks)
+      outstanding = {k: 0 for k in pending}
+      for task in tasks:
+        outstanding[task.configuration] += 1
+      # Configurations with nothing left to run are finalised first.
+      for k in [k for k, n in outstanding.items() if n == 0]:
+        finalise(k)
+      pass_start = time.time()
+      results = (pool.imap_unordered(_execute, tasks) if pool is not None else
+                 map(_execute, tasks))
+      for i, (k, r, seconds, last_step) in enumerate(results):
+        elapsed = time.time() - pass_start
+        eta = elapsed / (i + 1) * (n_todo - i - 1)
+        log(f"configuration {k + 1}/{spec.n_configurations}: run {r + 1}/"
+            f"{spec.n_runs} done ({last_step} steps, {seconds:.1f} s); "
+            f"{i + 1}/{n_todo} runs of this pass, ETA {eta:.0f} s")
+        outstanding[k] -= 1
+        if outstanding[k] == 0:
+          finalise(k)
+  finally:
+    if pool is not None:
+      pool.terminate()
+      pool.join()
+
+  manifest["status"] = "complete"
+  manifest["wall_time_s"] = (manifest.get("wall_time_s", 0.0) +
+                             time.time() - session_start)
+  _write_manifest(manifest_path, manifest)
+  if initial is None and os.path.isdir(work_dir):
+    leftover = [k for k in range(spec.n_configurations)
+                if not os.path.exists(configuration_path(output_dir, k))]
+    if not leftover:
+      shutil.rmtree(work_dir, ignore_errors=True)
+  elif os.path.isdir(work_dir):
+    shutil.rmtree(work_dir, ignore_errors=True)
+  log(f"done: {spec.n_configurations} configuration(s) in {output_dir} "
+      f"(total wall time {manifest['wall_time_s']:.1f} s)")
+  return [configuration_path(output_dir, k)
+          for k in range(spec.n_configurations)]
+
+
+def _finalise(c: _Configuration, spec: SimulationSpec,
+              grid_steps: np.ndarray, log) -> bool:
+  """Writes the record of configuration `c` if its runs cross every level.
+
+  Returns False (and raises `c.min_grid_points`) when the run-averaged ISF
+  has not crossed every level on the common grid yet; the runs are then
+  extended deterministically.
+
+  Extra arrays in the record file:
+    run_seeds [R] int64; time_grid [G] float64 (τ, the common grid);
+    isf_runs [R, G] float64; isf_mean [G] float64; time_indices [T] int64
+    (into time_grid); isf_crossing_times [T] float64 (interpolated, NaN for
+    fixed times); q float64; configuration_index int64; tau_alpha float64
+    (NaN with an initial configuration).
+  """
+  runs = [_load_run(c.run_path(r))[0] for r in range(spec.n_runs)]
+  n_common = propensity_lib.common_prefix(runs)
+  grid_times = grid_steps[:n_common] * ka.TIMESTEP
+  isf_runs = np.stack([r.isf[:n_common] for r in runs])
+  isf_mean = isf_runs.mean(axis=0)
+  timescales = propensity_lib.choose_timescales(
+      grid_times, isf_mean, spec.isf_levels, spec.times)
+  if timescales.missing:
+    longest = max(len(r.steps) for r in runs)
+    if longest >= len(grid_steps) and n_common >= len(grid_steps):
+      raise RuntimeError(
+          f"configuration {c.index}: the run-averaged self-ISF did not cross "
+          f"{timescales.missing} within --max_time={spec.max_time} τ")
+    c.min_grid_points = min(len(grid_steps),
+                            max(longest, n_common + 1,
+                                int(1.2 * n_common)))
+    log(f"configuration {c.index + 1}: ISF levels {timescales.missing} not "
+        f"yet crossed by the run average; extending runs to "
+        f"{c.min_grid_points} grid points")
+    return False
+  # Store the grid up to the last point needed, which depends only on the
+  # (deterministic) prefix of the runs, not on how far they were extended.
+  needed = [int(i) for i in timescales.grid_indices]
+  for level in spec.isf_levels:
+    needed.append(int(np.flatnonzero(isf_mean <= level)[0]))
+  n_store = max(needed) + 1
+  grid_times, isf_runs, isf_mean = (grid_times[:n_store],
+                                    isf_runs[:, :n_store], isf_mean[:n_store])
+  record = record_lib.ConfigurationRecord.create(
+      positions=c.positions, types=c.types, box=c.box,
+      times=timescales.times,
+      isf_levels=(spec.isf_levels if spec.isf_levels else None),
+      propensity=propensity_lib.propensity(runs, timescales.grid_indices),
+      temperature=spec.temperature,
+      pressure=spec.pressure,
+      n_runs=spec.n_runs,
+      source=c.out_path)
+  npz_format.save_npz(record, c.out_path, extra_arrays={
+      "run_seeds": c.seeds,
+      "time_grid": grid_times,
+      "isf_runs": isf_runs,
+      "isf_mean": isf_mean,
+      "time_indices": timescales.grid_indices,
+      "isf_crossing_times": timescales.crossing_times,
+      "q": np.float64(ka.first_peak_wavenumber(spec.density)),
+      "configuration_index": np.int64(c.index),
+      "tau_alpha": np.float64(c.tau_alpha if c.tau_alpha else np.nan),
+  })
+  shutil.rmtree(c.run_dir, ignore_errors=True)
+  log(f"configuration {c.index + 1}/{spec.n_configurations} written: "
+      f"{os.path.basename(c.out_path)} (times {np.round(timescales.times, 4)})")
+  return True

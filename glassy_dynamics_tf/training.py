@@ -1,0 +1,705 @@
+"""Training: strategy, optimiser, masked loss, callbacks, SavedModel export.
+
+```
+ train(config, workdir)
+   │ set_random_seed(train.seed)            deterministic under a seed
+   │ create_strategy(train.strategy)        default | mirrored | multi_worker | tpu
+   │ compute_metadata(train, validation)    timescales, padding sizes
+   │ with strategy.scope():
+   │   create_model(...)                    GlassyGraphNetwork, called once so
+   │                                        Sonnet creates its variables
+   │   compile(Adam(lr, global_clipnorm), MaskedMeanSquaredError, jit_compile)
+   │ fit(DatasetCreator(train stream), steps_per_epoch, callbacks=[
+   │       BackupAndRestore(WORKDIR/backup)      resume at the step it died
+   │       ValidationPearson(validation split)   best checkpoint WORKDIR/best/
+   │       EarlyStopping(val_pearson)            if train.early_stopping_patience
+   │       TensorBoard(WORKDIR/tensorboard)])
+   │ restore best-on-validation weights
+   ▼ export_saved_model(...) -> WORKDIR/saved_model/   (+ assets/metadata.json)
+```
+
+Paper choices (Bapst et al. 2020, Methods): MSE on type-A particles only,
+Adam with learning rate 1e-4, gradients clipped to global norm 1.0, a random
+cube symmetry per example per step. Model selection uses the validation split,
+never the test split; the selection metric is the Pearson correlation between
+predicted and true propensity over the type-A particles of each validation
+configuration, averaged over configurations and timescales.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import time
+from typing import Any, Dict, Mapping, Optional, Union
+
+from absl import logging
+import numpy as np
+import sonnet as snt
+import tensorflow as tf
+import tf_keras
+
+from glassy_dynamics_tf import graphs
+from glassy_dynamics_tf import input_pipeline
+from glassy_dynamics_tf import metrics
+from glassy_dynamics_tf import model as model_lib
+
+STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+
+# Layout of a work directory.
+BACKUP_DIR = "backup"
+BEST_DIR = "best"
+TENSORBOARD_DIR = "tensorboard"
+SAVED_MODEL_DIR = "saved_model"
+STATE_FILE = "train_state.json"
+BEST_FILE = "best.json"
+METADATA_FILE = "metadata.json"
+
+
+class TrainingError(ValueError):
+  """A configuration, work directory or model that training cannot use."""
+
+
+# ----------------------------------------------------------- strategy ---
+
+
+def create_strategy(name: str = "default",
+                    tpu_address: str = "") -> tf.distribute.Strategy:
+  """The tf.distribute strategy named by config.train.strategy.
+
+  Args:
+    name: "default" (one device), "mirrored" (all local GPUs, or the local
+      logical CPUs), "multi_worker" (TF_CONFIG cluster), "tpu".
+    tpu_address: TPU name or grpc address for "tpu" ("" = local / TPU VM).
+
+  Returns:
+    the strategy.
+
+  Raises:
+    TrainingError: an unknown name.
+  """
+  if name == "default":
+    return tf.distribute.get_strategy()
+  if name == "mirrored":
+    devices = tf.config.list_logical_devices("GPU")
+    if not devices:
+      devices = tf.config.list_logical_devices("CPU")
+    return tf.distribute.MirroredStrategy([d.name for d in devices])
+  if name == "multi_worker":
+    return tf.distribute.MultiWorkerMirroredStrategy()
+  if name == "tpu":
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
+        tpu=tpu_address)
+    tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+    return tf.distribute.TPUStrategy(resolver)
+  raise TrainingError(
+      f"config.train.strategy={name!r} is not one of {STRATEGIES}")
+
+
+# --------------------------------------------------------------- loss ---
+
+
+def masked_mse(propensity, predictions, weights) -> tf.Tensor:
+  """Mean squared error over the weighted (real type-A) particles.
+
+  Args:
+    propensity: [B, max_nodes, n_outputs] float, σ_AA units.
+    predictions: [B, max_nodes, n_outputs] float, σ_AA units.
+    weights: [B, max_nodes] float, 1 for real type-A particles, else 0.
+
+  Returns:
+    scalar float32, σ_AA² units: sum_i w_i mean_t (p_it - y_it)² / sum_i w_i
+    (0 if no particle has weight).
+  """
+  propensity = tf.cast(propensity, tf.float32)
+  predictions = tf.cast(predictions, tf.float32)
+  weights = tf.cast(weights, tf.float32)
+  squared = tf.reduce_mean(tf.square(predictions - propensity), axis=-1)
+  total = tf.reduce_sum(weights * squared)
+  count = tf.reduce_sum(weights)
+  return tf.math.divide_no_nan(total, count)
+
+
+class MaskedMeanSquaredError(tf_keras.losses.Loss):
+  """Keras loss: MSE over the real type-A particles of the global batch.
+
+  Keras would otherwise divide the weighted sum by every slot of the padded
+  batch (B * max_nodes), padding included. Here each replica returns its
+  weighted sum divided by the weight of the *global* batch (summed over
+  replicas), with reduction SUM, so the gradients Keras sums over replicas are
+  exactly those of the global masked mean, and the reported loss is it.
+  """
+
+  def __init__(self, name: str = "masked_mse"):
+    super().__init__(reduction=tf_keras.losses.Reduction.SUM, name=name)
+
+  def __call__(self, y_true, y_pred, sample_weight=None):
+    if sample_weight is None:
+      raise TrainingError(
+          "MaskedMeanSquaredError needs the type-A mask as sample_weight "
+          "[B, max_nodes]; the input pipeline yields (features, propensity, "
+          "weights)")
+    weights = tf.cast(sample_weight, tf.float32)
+    squared = tf.reduce_mean(
+        tf.square(tf.cast(y_pred, tf.float32) - tf.cast(y_true, tf.float32)),
+        axis=-1)
+    total = tf.reduce_sum(weights * squared)
+    count = tf.reduce_sum(weights)
+    context = tf.distribute.get_replica_context()
+    if context is not None and context.num_replicas_in_sync > 1:
+      count = context.all_reduce(tf.distribute.ReduceOp.SUM, count)
+    return tf.math.divide_no_nan(total, count)
+
+  def call(self, y_true, y_pred):
+    raise NotImplementedError("use __call__ with sample_weight")
+
+
+# -------------------------------------------------------------- model ---
+
+
+def dummy_batch(metadata: input_pipeline.DatasetMetadata,
+                batch_size: int = 1) -> Dict[str, tf.Tensor]:
+  """An all-padding batch of the padded-graph contract (to build a model)."""
+  n, e = metadata.max_nodes, metadata.max_edges
+  return {
+      "node_types": tf.zeros([batch_size, n], tf.int32),
+      "node_mask": tf.zeros([batch_size, n], tf.float32),
+      "senders": tf.fill([batch_size, e], n - 1),
+      "receivers": tf.fill([batch_size, e], n - 1),
+      "edge_vectors": tf.zeros([batch_size, e, 3], tf.float32),
+      "edge_mask": tf.zeros([batch_size, e], tf.float32),
+  }
+
+
+def create_model(config, metadata: input_pipeline.DatasetMetadata,
+                 strategy: Optional[tf.distribute.Strategy] = None
+                 ) -> tf_keras.Model:
+  """GlassyGraphNetwork with variables created (and compiled) in `strategy`.
+
+  Sonnet creates variables on first call, so the model is called once on an
+  all-padding batch inside `strategy.scope()` before `compile` (DESIGN.md,
+  "Verified stack").
+
+  Args:
+    config: experiment ConfigDict (model and train sections).
+    metadata: the data's timescales (n_outputs) and padding sizes.
+    strategy: default: the current strategy.
+
+  Returns:
+    the compiled tf_keras.Model.
+  """
+  strategy = strategy or tf.distribute.get_strategy()
+  jit_compile = bool(config.train.get("jit_compile", False))
+  if jit_compile and strategy.num_replicas_in_sync > 1 and all(
+      "CPU" in d.upper() for d in strategy.extended.worker_devices):
+    # XLA cannot place the replicas' variables on several logical CPU devices
+    # ("Trying to access resource ... located in device CPU:1 from CPU:0").
+    logging.warning("jit_compile is off: XLA does not support %d replicas "
+                    "on CPU devices", strategy.num_replicas_in_sync)
+    jit_compile = False
+  with strategy.scope():
+    model = model_lib.GlassyGraphNetwork.from_model_config(
+        config.model, n_outputs=metadata.n_outputs)
+    model_lib.build_variables(model, dummy_batch(metadata))
+    optimizer = tf_keras.optimizers.Adam(
+        learning_rate=float(config.train.learning_rate),
+        global_clipnorm=float(config.train.clip_norm) or None)
+    model.compile(
+        optimizer=optimizer,
+        loss=MaskedMeanSquaredError(),
+        jit_compile=jit_compile)
+  return model
+
+
+# ----------------------------------------------------------- callbacks ---
+
+
+def pearson_per_timescale(predictions: np.ndarray, propensity: np.ndarray,
+                          weights: np.ndarray) -> np.ndarray:
+  """Pearson r per configuration and timescale over the weighted particles.
+
+  Args:
+    predictions, propensity: [n_configurations, max_nodes, n_outputs].
+    weights: [n_configurations, max_nodes], 1 for real type-A particles.
+
+  Returns:
+    [n_configurations, n_outputs] float64 (NaN where undefined).
+  """
+  out = np.full(propensity.shape[:1] + propensity.shape[2:], np.nan)
+  for c in range(propensity.shape[0]):
+    mask = weights[c] > 0
+    for t in range(propensity.shape[2]):
+      out[c, t] = metrics.pearson(predictions[c, mask, t],
+                                  propensity[c, mask, t])
+  return out
+
+
+class ValidationPearson(tf_keras.callbacks.Callback):
+  """Per-timescale Pearson r on the validation split; keeps the best weights.
+
+  At the end of every epoch: predicts every validation configuration, adds
+  `val_pearson` (mean over timescales of the mean over configurations) and
+  `val_pearson_<j>` (timescale j) and `val_loss` (masked MSE) to the logs
+  (TensorBoard, EarlyStopping and History see them), and, if `val_pearson`
+  improved, saves the weights to `best_dir` and the scores to
+  `best_dir/best.json`. The best score survives restarts of a killed run.
+  """
+
+  def __init__(self, dataset: tf.data.Dataset, best_dir: str,
+               steps_per_epoch: int):
+    super().__init__()
+    self._dataset = dataset
+    self._best_dir = best_dir
+    self._steps_per_epoch = steps_per_epoch
+    propensity, weights = [], []
+    for _, y, w in dataset.as_numpy_iterator():
+      propensity.append(y)
+      weights.append(w)
+    if not propensity:
+      raise TrainingError("the validation split is empty")
+    self._propensity = np.concatenate(propensity)
+    self._weights = np.concatenate(weights)
+    self.best = read_json(os.path.join(best_dir, BEST_FILE))
+
+  @property
+  def best_value(self) -> float:
+    return float(self.best["val_pearson"]) if self.best else -math.inf
+
+  def evaluate(self) -> Dict[str, float]:
+    """Scores of the current weights on the validation split."""
+    predictions = self.model.predict(
+        self._dataset.map(lambda x, y, w: x), verbose=0)
+    r = pearson_per_timescale(predictions, self._propensity, self._weights)
+    per_timescale = np.nanmean(r, axis=0)
+    scores = {"val_pearson": float(np.nanmean(per_timescale))}
+    for j, value in enumerate(per_timescale):
+      scores[f"val_pearson_{j}"] = float(value)
+    scores["val_loss"] = float(
+        masked_mse(self._propensity, predictions, self._weights))
+    return scores
+
+  def on_epoch_end(self, epoch, logs=None):
+    scores = self.evaluate()
+    if logs is not None:
+      logs.update(scores)
+    value = scores["val_pearson"]
+    if math.isfinite(value) and value > self.best_value:
+      checkpoint = tf.train.Checkpoint(model=self.model)
+      manager = tf.train.CheckpointManager(checkpoint, self._best_dir,
+                                           max_to_keep=1)
+      manager.save(checkpoint_number=(epoch + 1) * self._steps_per_epoch)
+      self.best = dict(scores, epoch=epoch + 1,
+                       step=(epoch + 1) * self._steps_per_epoch)
+      write_json(os.path.join(self._best_dir, BEST_FILE), self.best)
+      logging.info("epoch %d: val_pearson %.4f, new best", epoch + 1, value)
+
+
+# ------------------------------------------------------------- export ---
+
+
+class PropensityPredictor(tf.Module):
+  """A SavedModel-ready module: positions, types, box -> propensity.
+
+  The neighbour graph is built inside (graphs.build_graph_tf, TensorFlow ops
+  only), so the exported model needs neither this project nor graph_nets:
+
+    loaded = tf.saved_model.load(path)
+    out = loaded.predict(positions=..., types=..., box=...)["propensity"]
+  """
+
+  def __init__(self, core: snt.Module, cutoff: float, self_loops: bool,
+               metadata_json: str):
+    super().__init__(name="propensity_predictor")
+    self.core = core
+    self._cutoff = float(cutoff)
+    self._self_loops = bool(self_loops)
+    self._metadata_json = metadata_json
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([None, 3], tf.float32, name="positions"),
+      tf.TensorSpec([None], tf.int32, name="types"),
+      tf.TensorSpec([3], tf.float32, name="box"),
+  ])
+  def predict(self, positions, types, box):
+    """Propensity of every particle.
+
+    Args:
+      positions: [n, 3] float32, σ_AA units (any coordinates; wrapped here).
+      types: [n] int32, 0 = A, 1 = B.
+      box: [3] float32, orthorhombic box edges, σ_AA units, >= 2 * cutoff.
+
+    Returns:
+      {"propensity": [n, n_outputs] float32, σ_AA units}.
+    """
+    graph = graphs.build_graph_tf(positions, box, self._cutoff,
+                                  self._self_loops)
+    tf.debugging.assert_equal(
+        tf.shape(types)[0], tf.shape(positions)[0],
+        message="types and positions must have the same number of particles")
+    n = tf.shape(types)[0]
+    graph_tuple = _graphs_tuple(types, graph, n)
+    return {"propensity": self.core(graph_tuple)}
+
+  @tf.function(input_signature=[])
+  def metadata(self):
+    """The JSON of assets/metadata.json, as a string tensor."""
+    return tf.constant(self._metadata_json)
+
+
+def _graphs_tuple(types, graph, n):
+  from graph_nets import graphs as gn_graphs  # pylint: disable=g-import-not-at-top
+  return gn_graphs.GraphsTuple(
+      nodes=tf.cast(tf.reshape(types, [-1, 1]), tf.float32),
+      edges=graph.edge_vectors,
+      senders=graph.senders,
+      receivers=graph.receivers,
+      n_node=tf.reshape(n, [1]),
+      n_edge=tf.reshape(tf.shape(graph.senders)[0], [1]),
+      globals=None)
+
+
+def sonnet_core(module_or_model) -> snt.Module:
+  """The Sonnet EncodeProcessDecode inside a GlassyGraphNetwork (or itself)."""
+  if isinstance(module_or_model, model_lib.EncodeProcessDecode):
+    return module_or_model
+  core = getattr(module_or_model, "network", None)
+  if isinstance(core, model_lib.EncodeProcessDecode):
+    return core
+  raise TrainingError(
+      f"cannot export {type(module_or_model).__name__}: expected a "
+      f"GlassyGraphNetwork or an EncodeProcessDecode module")
+
+
+def export_saved_model(module_or_model, config, metadata: Union[
+    input_pipeline.DatasetMetadata, Mapping[str, Any]], path: str) -> str:
+  """Writes the `predict` SavedModel and assets/metadata.json (atomically).
+
+  Works for a trained GlassyGraphNetwork and for an EncodeProcessDecode core
+  on its own (e.g. the imported DeepMind TF1 checkpoint).
+
+  Args:
+    module_or_model: GlassyGraphNetwork or EncodeProcessDecode with
+      variables.
+    config: experiment ConfigDict (its graph section defines the graph the
+      model expects; the whole config is stored in the metadata).
+    metadata: DatasetMetadata, or a dict with at least `times`, `isf_levels`,
+      `timescale_indices` and `dataset_name`.
+    path: output directory; replaced if it exists.
+
+  Returns:
+    path.
+
+  Raises:
+    TrainingError: metadata without the required keys, or whose timescales
+      disagree with the model's number of outputs.
+  """
+  if isinstance(metadata, input_pipeline.DatasetMetadata):
+    info = metadata.to_json_dict()
+  else:
+    info = dict(metadata)
+    info["isf_levels"] = [
+        None if x is None or (isinstance(x, float) and math.isnan(x)) else
+        float(x) for x in info.get("isf_levels", [])
+    ]
+  missing = [k for k in ("times", "isf_levels", "timescale_indices",
+                         "dataset_name") if k not in info]
+  if missing:
+    raise TrainingError(f"export_saved_model: metadata lacks {missing}")
+  info["n_outputs"] = len(info["times"])
+  info["dataset"] = info["dataset_name"]  # the key evaluation.py reads
+  info["config"] = json.loads(config.to_json_best_effort())
+  info["graph"] = {"cutoff": float(config.graph.cutoff),
+                   "self_loops": bool(config.graph.self_loops)}
+  metadata_json = json.dumps(info, indent=2, sort_keys=True)
+  core = sonnet_core(module_or_model)
+  predictor = PropensityPredictor(core, config.graph.cutoff,
+                                  config.graph.self_loops, metadata_json)
+  # Check the output width against the metadata before writing anything.
+  probe = _probe_configuration(float(config.graph.cutoff))
+  width = predictor.predict(*probe)["propensity"].shape[-1]
+  if width != info["n_outputs"]:
+    raise TrainingError(
+        f"export_saved_model: the model predicts {width} timescale(s) but "
+        f"the metadata lists {info['n_outputs']} times {info['times']}")
+  path = os.fspath(path)
+  tmp = path.rstrip("/") + ".tmp"
+  if tf.io.gfile.exists(tmp):
+    tf.io.gfile.rmtree(tmp)
+  tf.saved_model.save(predictor, tmp, signatures={
+      "predict": predictor.predict.get_concrete_function(),
+      "serving_default": predictor.predict.get_concrete_function(),
+  })
+  tf.io.gfile.makedirs(os.path.join(tmp, "assets"))
+  with tf.io.gfile.GFile(os.path.join(tmp, "assets", METADATA_FILE),
+                         "w") as f:
+    f.write(metadata_json)
+  if tf.io.gfile.exists(path):
+    tf.io.gfile.rmtree(path)
+  tf.io.gfile.rename(tmp, path)
+  return path
+
+
+def _probe_configuration(cutoff: float):
+  """Three particles in a box just large enough for `cutoff`."""
+  side = 2.0 * cutoff + 0.5
+  positions = tf.constant([[0.5, 0.5, 0.5], [1.5, 0.5, 0.5], [0.5, 1.7, 0.5]],
+                          tf.float32)
+  return positions, tf.constant([0, 1, 0], tf.int32), tf.constant(
+      [side] * 3, tf.float32)
+
+
+def load_saved_model_metadata(path: str) -> Dict[str, Any]:
+  """assets/metadata.json of an exported SavedModel."""
+  file = os.path.join(path, "assets", METADATA_FILE)
+  if not tf.io.gfile.exists(file):
+    raise TrainingError(f"{path}: not an exported propensity SavedModel "
+                        f"(no assets/{METADATA_FILE})")
+  with tf.io.gfile.GFile(file) as f:
+    return json.load(f)
+
+
+# -------------------------------------------------------------- train ---
+
+
+@dataclasses.dataclass
+class TrainResult:
+  """What `train` returns.
+
+  Attributes:
+    history: metric name -> per-epoch values of this invocation (empty if the
+      run had already finished).
+    best: the best validation scores (val_pearson, val_pearson_<j>,
+      val_loss, epoch, step), or {} without validation.
+    metadata: the data's DatasetMetadata.
+    saved_model: path of the exported SavedModel.
+    resumed_from_step: global step this invocation started at.
+    already_finished: True if the work directory held a finished run.
+  """
+  history: Dict[str, list]
+  best: Dict[str, Any]
+  metadata: input_pipeline.DatasetMetadata
+  saved_model: str
+  resumed_from_step: int
+  already_finished: bool = False
+
+
+def train(config, workdir: str, data_dir: Optional[str] = None,
+          records: Optional[Mapping[str, tf.data.Dataset]] = None,
+          strategy: Optional[tf.distribute.Strategy] = None,
+          extra_callbacks=(), verbose: int = 1) -> TrainResult:
+  """Trains the graph network and exports WORKDIR/saved_model/.
+
+  Re-running on the same workdir resumes a killed run at the step of its
+  last backup (every train.backup_every_steps steps), or, if the run had
+  finished and exported, returns at once.
+
+  Args:
+    config: experiment ConfigDict (dataset, graph, model, train sections).
+    workdir: output directory (created).
+    data_dir: TFDS data_dir override (default config.dataset.data_dir).
+    records: split name -> record dataset instead of TFDS (tests, in-memory
+      data); needs "train", and "validation" for model selection.
+    strategy: default: create_strategy(config.train.strategy).
+    extra_callbacks: more Keras callbacks (e.g. to stop a run in tests).
+    verbose: Keras fit verbosity (1 = progress bar, 2 = one line per epoch).
+
+  Returns:
+    TrainResult.
+
+  Raises:
+    TrainingError, input_pipeline.PipelineError: bad config or data.
+  """
+  workdir = os.fspath(workdir)
+  tf.io.gfile.makedirs(workdir)
+  state_path = os.path.join(workdir, STATE_FILE)
+  saved_model_path = os.path.join(workdir, SAVED_MODEL_DIR)
+  state = read_json(state_path)
+  if state.get("finished") and tf.io.gfile.exists(
+      os.path.join(saved_model_path, "saved_model.pb")):
+    logging.info("%s holds a finished run (%d steps); SavedModel at %s. "
+                 "Use another --workdir to train again.", workdir,
+                 state["steps"], saved_model_path)
+    return TrainResult(
+        history={}, best=state.get("best", {}),
+        metadata=input_pipeline.DatasetMetadata.from_json_dict(
+            state["metadata"]),
+        saved_model=saved_model_path, resumed_from_step=state["steps"],
+        already_finished=True)
+
+  seed = int(config.train.get("seed", 0))
+  tf_keras.utils.set_random_seed(seed)
+  if config.train.get("deterministic", False):
+    tf.config.experimental.enable_op_determinism()
+  strategy = strategy or create_strategy(
+      config.train.strategy, config.train.get("tpu_address", ""))
+
+  if records is None:
+    records = {"train": input_pipeline.load_records(config, "train", data_dir)}
+    try:
+      records["validation"] = input_pipeline.load_records(
+          config, "validation", data_dir)
+    except input_pipeline.PipelineError as e:
+      logging.warning("no validation split (%s): no model selection, the "
+                      "last weights are exported", e)
+  if "train" not in records:
+    raise TrainingError(f"records has splits {sorted(records)}, needs "
+                        f"'train'")
+  if "test" in records:
+    raise TrainingError("train() never looks at the test split; pass only "
+                        "'train' and 'validation'")
+  metadata = input_pipeline.compute_metadata(records, config)
+  logging.info("data: %s", metadata.to_json_dict())
+
+  batch_size = int(config.train.batch_size)
+  replicas = strategy.num_replicas_in_sync
+  if batch_size % replicas:
+    raise TrainingError(
+        f"config.train.batch_size={batch_size} is not divisible by the "
+        f"{replicas} replicas of the {config.train.strategy} strategy")
+  num_steps = int(config.train.num_steps)
+  steps_per_epoch = min(int(config.train.steps_per_epoch), num_steps)
+  epochs = -(-num_steps // steps_per_epoch)
+  if epochs * steps_per_epoch != num_steps:
+    logging.warning("train.num_steps=%d is not a multiple of "
+                    "train.steps_per_epoch=%d: training %d steps", num_steps,
+                    steps_per_epoch, epochs * steps_per_epoch)
+  backup_every = int(config.train.get("backup_every_steps", 0) or
+                     steps_per_epoch)
+  backup_dir = os.path.join(workdir, BACKUP_DIR)
+  start_step = backup_step(backup_dir, steps_per_epoch)
+  if start_step:
+    logging.info("resuming from the backup at step %d", start_step)
+
+  model = create_model(config, metadata, strategy)
+
+  def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
+    shard = input_pipeline.shard_records(records["train"], context)
+    per_replica = context.get_per_replica_batch_size(batch_size)
+    return input_pipeline.train_dataset(
+        input_pipeline.graph_dataset(shard, config, metadata),
+        config, per_replica, seed=seed, start_step=start_step,
+        examples_per_step=batch_size // context.num_input_pipelines)
+
+  callbacks = [tf_keras.callbacks.BackupAndRestore(
+      backup_dir, save_freq=backup_every, delete_checkpoint=True)]
+  validation = None
+  if "validation" in records:
+    validation = ValidationPearson(
+        input_pipeline.eval_dataset(
+            input_pipeline.graph_dataset(records["validation"], config,
+                                         metadata), batch_size),
+        os.path.join(workdir, BEST_DIR), steps_per_epoch)
+    callbacks.append(validation)
+    patience = int(config.train.get("early_stopping_patience", 0))
+    if patience:
+      callbacks.append(tf_keras.callbacks.EarlyStopping(
+          monitor="val_pearson", mode="max", patience=patience, verbose=1))
+  if _tensorboard_available():
+    callbacks.append(tf_keras.callbacks.TensorBoard(
+        os.path.join(workdir, TENSORBOARD_DIR),
+        update_freq=int(config.train.get("log_every_steps", 0)) or "epoch",
+        profile_batch=0))
+  else:
+    logging.warning("the tensorboard package is not installed: no "
+                    "TensorBoard summaries (pip install tensorboard)")
+  callbacks.extend(extra_callbacks)
+
+  write_json(os.path.join(workdir, "config.json"),
+             json.loads(config.to_json_best_effort()))
+  started = time.time()
+  history = model.fit(
+      tf_keras.utils.experimental.DatasetCreator(dataset_fn),
+      epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks,
+      verbose=verbose)
+  logging.info("trained %d steps in %.1f s", epochs * steps_per_epoch -
+               start_step, time.time() - started)
+
+  best = {}
+  if validation is not None and validation.best:
+    best = validation.best
+    restore_best(model, os.path.join(workdir, BEST_DIR))
+    logging.info("exporting the best validation weights (step %d, "
+                 "val_pearson %.4f)", best["step"], best["val_pearson"])
+  export_saved_model(model, config, metadata, saved_model_path)
+  write_json(state_path, {
+      "finished": True,
+      "steps": epochs * steps_per_epoch,
+      "best": best,
+      "metadata": metadata.to_json_dict(),
+      "history": history.history,
+  })
+  return TrainResult(history=history.history, best=best, metadata=metadata,
+                     saved_model=saved_model_path,
+                     resumed_from_step=start_step)
+
+
+def _tensorboard_available() -> bool:
+  try:
+    import tensorboard  # pylint: disable=g-import-not-at-top,unused-import
+    return True
+  except ImportError:
+    return False
+
+
+def backup_step(backup_dir: str, steps_per_epoch: int) -> int:
+  """Global step at which BackupAndRestore will resume (0 if no backup).
+
+  Mirrors tf_keras' WorkerTrainingState.maybe_load_initial_counters_from_ckpt
+  for step-level backups, so the input pipeline can skip the examples of the
+  steps already trained.
+  """
+  latest = tf.train.latest_checkpoint(os.path.join(backup_dir, "chief"))
+  if not latest:
+    return 0
+  reader = tf.train.load_checkpoint(latest)
+  epoch = int(reader.get_tensor("ckpt_saved_epoch/.ATTRIBUTES/VARIABLE_VALUE"))
+  batch = int(reader.get_tensor("ckpt_saved_batch/.ATTRIBUTES/VARIABLE_VALUE"))
+  if epoch < 0:
+    return 0
+  if batch < 0:  # an epoch-level backup: the next epoch starts afresh.
+    return (epoch + 1) * steps_per_epoch
+  return epoch * steps_per_epoch + batch + 1
+
+
+def restore_best(model: tf_keras.Model, best_dir: str) -> None:
+  """Loads the best-on-validation weights saved by ValidationPearson."""
+  latest = tf.train.latest_checkpoint(best_dir)
+  if not latest:
+    raise TrainingError(f"no checkpoint in {best_dir}")
+  tf.train.Checkpoint(model=model).restore(latest).expect_partial()
+
+
+# -------------------------------------------------------------- files ---
+
+
+def read_json(path: str) -> Dict[str, Any]:
+  """A JSON file as a dict; {} if it does not exist."""
+  if not tf.io.gfile.exists(path):
+    return {}
+  with tf.io.gfile.GFile(path) as f:
+    return json.load(f)
+
+
+def write_json(path: str, value: Mapping[str, Any]) -> None:
+  """Writes JSON atomically (temporary file, then rename)."""
+  tf.io.gfile.makedirs(os.path.dirname(path) or ".")
+  tmp = path + ".tmp"
+  with tf.io.gfile.GFile(tmp, "w") as f:
+    json.dump(_jsonable(value), f, indent=2, sort_keys=True)
+  tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def _jsonable(value):
+  if isinstance(value, Mapping):
+    return {str(k): _jsonable(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [_jsonable(v) for v in value]
+  if isinstance(value, (np.floating, float)):
+    value = float(value)
+    return value if math.isfinite(value) else None
+  if isinstance(value, np.integer):
+    return int(value)
+  if isinstance(value, np.ndarray):
+    return _jsonable(value.tolist())
+  return value

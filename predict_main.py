@@ -1,0 +1,69 @@
+r"""Predicts the propensity of every particle of one configuration.
+
+  python predict_main.py --model=/tmp/demo_workdir \
+    --input=configuration_00000.npz --output=/tmp/prediction.npz
+
+  python predict_main.py \
+    --model=../shared/fixtures/deepmind/checkpoints/t044_s09.ckpt \
+    --input=../shared/fixtures/deepmind/test_small.pickle \
+    --output=/tmp/t044.npz --times=0.132 --export_saved_model=/tmp/t044_sm
+
+--model: an exported SavedModel, a train workdir (its saved_model/), or a
+TF1 checkpoint prefix of the 2020 release. --input: our .npz, a DeepMind
+pickle, or (if ASE is installed) extended XYZ / LAMMPS data or dump.
+Writes --output (npz: propensity [n, n_outputs], types, times, ...) and an
+extended XYZ file with propensity columns for OVITO.
+"""
+
+import os
+
+from absl import app
+from absl import flags
+
+from glassy_dynamics_tf import prediction
+
+_MODEL = flags.DEFINE_string(
+    "model", None, "SavedModel directory, train workdir, or TF1 checkpoint "
+    "prefix (e.g. .../t044_s09.ckpt).")
+_INPUT = flags.DEFINE_string(
+    "input", None, "Configuration file: .npz (ours), .pickle (DeepMind), or "
+    "with ASE installed .xyz/.extxyz/.data/.dump.")
+_OUTPUT = flags.DEFINE_string(
+    "output", None, "Output .npz (propensity [n, n_outputs], types, times).")
+_OUTPUT_XYZ = flags.DEFINE_string(
+    "output_xyz", None, "Extended XYZ with propensity columns (OVITO); "
+    "default: --output with suffix .xyz; 'none' to skip.")
+_TIMES = flags.DEFINE_list(
+    "times", None, "For a TF1 checkpoint: the time (τ) of each output, "
+    "which the checkpoint does not store (t044_s09: 0.132).")
+_EXPORT = flags.DEFINE_string(
+    "export_saved_model", None, "For a TF1 checkpoint: also export it as a "
+    "SavedModel (signature predict) to this directory.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  for flag in (_MODEL, _INPUT, _OUTPUT):
+    if not flag.value:
+      raise app.UsageError(f"--{flag.name} is required")
+  times = [float(t) for t in _TIMES.value] if _TIMES.value else None
+  predictor = prediction.load_predictor(_MODEL.value, times=times)
+  if _EXPORT.value:
+    if not prediction.is_tf1_checkpoint(_MODEL.value):
+      raise app.UsageError("--export_saved_model needs a TF1 checkpoint "
+                           "--model (a SavedModel is already exported)")
+    prediction.export_deepmind_checkpoint(_MODEL.value, _EXPORT.value, times)
+    print(f"SavedModel: {_EXPORT.value}")
+  record = prediction.read_configuration(_INPUT.value)
+  propensity = predictor.predict(record.positions, record.types, record.box)
+  xyz = _OUTPUT_XYZ.value or os.path.splitext(_OUTPUT.value)[0] + ".xyz"
+  xyz = None if xyz.lower() == "none" else xyz
+  prediction.write_outputs(record, propensity, predictor, _OUTPUT.value, xyz)
+  print(f"{record.n_particles} particles, {propensity.shape[1]} timescale(s) "
+        f"{predictor.times.tolist()}: {_OUTPUT.value}" +
+        (f", {xyz}" if xyz else ""))
+
+
+if __name__ == "__main__":
+  app.run(main)
