@@ -16,11 +16,15 @@ extended XYZ file with propensity columns for OVITO.
 """
 
 import os
+import sys
 
 from absl import app
 from absl import flags
 
+from glassy_dynamics_tf import deepmind_checkpoint
 from glassy_dynamics_tf import prediction
+from glassy_dynamics_tf import training
+from glassy_dynamics_tf.io import record as record_lib
 
 _MODEL = flags.DEFINE_string(
     "model", None, "SavedModel directory, train workdir, or TF1 checkpoint "
@@ -47,6 +51,15 @@ def main(argv):
   for flag in (_MODEL, _INPUT, _OUTPUT):
     if not flag.value:
       raise app.UsageError(f"--{flag.name} is required")
+  try:
+    _predict()
+  except (prediction.PredictionError, training.TrainingError,
+          deepmind_checkpoint.CheckpointError, record_lib.RecordError,
+          FileNotFoundError) as e:
+    sys.exit(f"predict_main: {e}")
+
+
+def _predict():
   times = [float(t) for t in _TIMES.value] if _TIMES.value else None
   predictor = prediction.load_predictor(_MODEL.value, times=times)
   if _EXPORT.value:

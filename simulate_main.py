@@ -15,7 +15,9 @@ Flags override the `simulation` section of --config (default: the paper's
 configs/default.py). Re-running the same command resumes an interrupted run.
 """
 
+import dataclasses
 import math
+import os
 
 from absl import app
 from absl import flags
@@ -25,7 +27,8 @@ from ml_collections import config_flags
 from glassy_dynamics_tf.simulation import driver
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", "glassy_dynamics_tf/configs/default.py",
+    "config", os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                           "glassy_dynamics_tf", "configs", "default.py"),
     "ml_collections config file; its `simulation` section gives the defaults.")
 flags.DEFINE_float("temperature", None, "Temperature T (ε_AA/k_B). Default: "
                    "the config's, or the initial configuration's metadata.")
@@ -49,9 +52,12 @@ flags.DEFINE_integer("num_workers", None, "Parallel worker processes for the "
 flags.DEFINE_float("max_time", None, "Longest run or τ_α window (τ).")
 flags.DEFINE_enum("accelerator", None, ["opt", "none"], "LAMMPS pair style "
                   "suffix: opt (lj/cut/opt, faster) or none (lj/cut).")
+flags.DEFINE_float("isf_wavenumber", None, "Wave number q (σ_AA⁻¹) of the "
+                   "self-ISF; default 7.25·(ρ/1.2)^(1/3) with each "
+                   "configuration's density.")
 FLAGS = flags.FLAGS
 
-_KNOWN = {f.name for f in driver.dataclasses.fields(driver.SimulationSpec)}
+_KNOWN = {f.name for f in dataclasses.fields(driver.SimulationSpec)}
 
 
 def _floats(name, values):
@@ -75,7 +81,7 @@ def build_spec() -> driver.SimulationSpec:
   if FLAGS.times is not None and FLAGS.isf_levels is not None:
     raise driver.SimulationInputError("--times and --isf_levels: give one")
   for name in ("temperature", "density", "n_particles", "n_configurations",
-               "n_runs", "seed", "max_time", "accelerator"):
+               "n_runs", "seed", "max_time", "accelerator", "isf_wavenumber"):
     if getattr(FLAGS, name) is not None:
       sim[name] = getattr(FLAGS, name)
   if FLAGS.density is not None:

@@ -18,6 +18,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from glassy_dynamics_tf import input_pipeline
 from glassy_dynamics_tf import training
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -53,8 +54,11 @@ def main(argv):
       config.train.strategy = _STRATEGY.value
   verbose = {"auto": 1 if sys.stdout.isatty() else 2, "bar": 1, "epoch": 2,
              "none": 0}[_PROGRESS.value]
-  result = training.train(config, _WORKDIR.value, data_dir=_DATA_DIR.value,
-                          verbose=verbose)
+  try:
+    result = training.train(config, _WORKDIR.value,
+                            data_dir=_DATA_DIR.value, verbose=verbose)
+  except (training.TrainingError, input_pipeline.PipelineError) as e:
+    sys.exit(f"train_main: {e}")
   if result.already_finished:
     print(f"{_WORKDIR.value} already holds a finished run "
           f"({result.resumed_from_step} steps); SavedModel: "

@@ -62,10 +62,11 @@ def _raw_rate(state, steps, accelerator):
     with open(os.path.join(tmp, "conf.data"), "w") as f:
       f.write(f"KA\n\n{n} atoms\n2 atom types\n")
       for axis, length in zip("xyz", state.box):
-        f.write(f"0 {length!r} {axis}lo {axis}hi\n")
+        f.write(f"0 {float(length)!r} {axis}lo {axis}hi\n")
       f.write("\nMasses\n\n1 1.0\n2 1.0\n\nAtoms # atomic\n\n")
       for i, (x, t) in enumerate(zip(state.positions, state.types)):
-        f.write(f"{i + 1} {t + 1} {x[0]!r} {x[1]!r} {x[2]!r}\n")
+        f.write(f"{i + 1} {t + 1} {float(x[0])!r} {float(x[1])!r} "
+                f"{float(x[2])!r}\n")
     with open(os.path.join(tmp, "in.ka"), "w") as f:
       f.write(f"""units lj
 atom_style atomic
@@ -84,8 +85,10 @@ run {steps}
     cmd = [lmp, "-in", "in.ka", "-log", "none", "-nocite"]
     if accelerator != "none":
       cmd += ["-sf", accelerator]
-    out = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True,
-                         check=True).stdout
+    proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
+    out = proc.stdout
+    if proc.returncode:
+      raise RuntimeError(f"{cmd} failed:\n{out[-2000:]}\n{proc.stderr[-2000:]}")
   loop = float(re.search(r"Loop time of ([0-9.eE+-]+) on", out).group(1))
   return steps / loop
 
@@ -125,8 +128,8 @@ def main():
                              raw_lmp_steps_per_s=raw_rate,
                              ratio=driver_rate / raw_rate,
                              grid_points=grid_points)
-  serial = _ensemble_seconds(state, args.steps // 2, args.ensemble_runs, 1)
-  parallel = _ensemble_seconds(state, args.steps // 2, args.ensemble_runs, 2)
+  serial = _ensemble_seconds(state, args.steps, args.ensemble_runs, 1)
+  parallel = _ensemble_seconds(state, args.steps, args.ensemble_runs, 2)
   rate = rows["opt"]["driver_steps_per_s"]
   steps_tau = TAU_ALPHA_T044 / ka.TIMESTEP
   steps_01 = TAU_01_T044 / ka.TIMESTEP
@@ -138,7 +141,7 @@ def main():
       "n_particles": args.n_particles, "density": 1.2, "temperature": 0.9,
       "steps": args.steps,
       "rates": rows,
-      "ensemble": dict(runs=args.ensemble_runs, steps_per_run=args.steps // 2,
+      "ensemble": dict(runs=args.ensemble_runs, steps_per_run=args.steps,
                        seconds_1_worker=serial, seconds_2_workers=parallel,
                        speedup=serial / parallel),
       "paper_configuration_extrapolated": dict(
@@ -149,21 +152,28 @@ def main():
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
   with open(args.out, "w") as f:
     json.dump(result, f, indent=2)
-  print(f"N={args.n_particles}, {args.steps} steps, {result['engine']}")
-  print(f"{'pair style':12s} {'driver steps/s':>15s} {'raw lmp steps/s':>16s}"
-        f" {'ratio':>6s}")
+  lines = [f"N={args.n_particles}, rho=1.2, T=0.9, {args.steps} steps, "
+           f"{result['engine']}, 1 MPI rank"]
+  lines.append(f"{'pair style':12s} {'driver steps/s':>15s} "
+               f"{'raw lmp steps/s':>16s} {'ratio':>6s}")
   for name, row in rows.items():
-    print(f"{'lj/cut' + ('' if name == 'none' else '/' + name):12s} "
-          f"{row['driver_steps_per_s']:15.1f} {row['raw_lmp_steps_per_s']:16.1f}"
-          f" {row['ratio']:6.3f}")
+    style = "lj/cut" + ("" if name == "none" else "/" + name)
+    lines.append(f"{style:12s} {row['driver_steps_per_s']:15.1f} "
+                 f"{row['raw_lmp_steps_per_s']:16.1f} {row['ratio']:6.3f}")
   e = result["ensemble"]
-  print(f"ensemble of {e['runs']} runs x {e['steps_per_run']} steps: "
-        f"1 worker {serial:.1f} s, 2 workers {parallel:.1f} s, "
-        f"speed-up {e['speedup']:.2f}")
+  lines.append(f"ensemble of {e['runs']} runs x {e['steps_per_run']} steps: "
+               f"1 worker {serial:.1f} s, 2 workers {parallel:.1f} s, "
+               f"speed-up {e['speedup']:.2f}")
   p = result["paper_configuration_extrapolated"]
-  print(f"paper-scale configuration (30 runs, T=0.44, N=4096): "
-        f"{p['core_hours_to_tau_alpha']:.0f} core-hours to τ_α, "
-        f"{p['core_hours_to_isf_0_1']:.0f} to the ISF=0.1 time")
+  lines.append(f"paper-scale configuration (30 runs, T=0.44, N=4096): "
+               f"{p['core_hours_to_tau_alpha']:.0f} core-hours to tau_alpha, "
+               f"{p['core_hours_to_isf_0_1']:.0f} to the ISF=0.1 time")
+  lines.append(f"machine: {os.cpu_count()} CPUs, load average at end "
+               f"{result['machine']['load_average_at_end']}")
+  table = "\n".join(lines) + "\n"
+  print(table, end="")
+  with open(os.path.splitext(args.out)[0] + ".txt", "w") as f:
+    f.write(table)
   print(f"wrote {args.out}")
 
 

@@ -137,30 +137,23 @@ def load_records(config, split: str,
     PipelineError: the dataset or split does not exist or is empty.
   """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  # The builder registers itself on import (datasets/glassy_dynamics).
-  _import_builder()
   name = config.dataset.name
   if data_dir is None:
     data_dir = config.dataset.get("data_dir", "")
+  # A prepared dataset is read from its files in data_dir; the builder need
+  # not be importable (training never generates data).
   try:
     dataset = tfds.load(name, split=split, data_dir=data_dir or None,
                         shuffle_files=False, download=False)
-  except Exception as e:  # TFDS raises several unrelated types here.
+  except Exception as e:  # TFDS raises a zoo of types here.
+    # TFDS appends every dataset it knows; keep the first lines.
+    message = "\n".join(str(e).splitlines()[:2])
     raise PipelineError(
         f"cannot load split '{split}' of TFDS dataset '{name}' from data_dir "
-        f"'{data_dir or '~/tensorflow_datasets'}': {e}. Build it first with "
-        f"`tfds build datasets/glassy_dynamics --config=... "
-        f"--data_dir=...`.") from e
+        f"'{data_dir or '~/tensorflow_datasets'}': {type(e).__name__}: "
+        f"{message}. Build it first: tfds build datasets/glassy_dynamics "
+        f"--config=... --manual_dir=... --data_dir=...") from e
   return dataset.map(lambda ex: {k: ex[k] for k in RECORD_KEYS})
-
-
-def _import_builder() -> None:
-  """Imports the TFDS builder module so `tfds.load` knows its name."""
-  try:
-    import datasets.glassy_dynamics  # pylint: disable=g-import-not-at-top,unused-import
-  except ImportError:
-    # Installed datasets (prepared elsewhere) load from their dataset_info.
-    pass
 
 
 def records_dataset(records: Sequence[Any]) -> tf.data.Dataset:
@@ -271,8 +264,8 @@ def compute_metadata(splits: Mapping[str, tf.data.Dataset], config,
   times = isf_levels = None
   for split, dataset in splits.items():
     count = 0
-    for s in dataset.map(sizes, num_parallel_calls=tf.data.AUTOTUNE,
-                         deterministic=True).as_numpy_iterator():
+    for s in _checked(dataset.map(sizes).as_numpy_iterator(), split,
+                      dataset_name or config.dataset.name):
       n_nodes.append(int(s["n_nodes"]))
       n_edges.append(int(s["n_edges"]))
       if times is None:
@@ -313,6 +306,25 @@ def compute_metadata(splits: Mapping[str, tf.data.Dataset], config,
       max_nodes=max_nodes,
       max_edges=max_edges,
       num_examples=counts)
+
+
+def _checked(iterator, split: str, name: str):
+  """Yields from `iterator`, naming split and example in graph errors."""
+  index = 0
+  while True:
+    try:
+      value = next(iterator)
+    except StopIteration:
+      return
+    except tf.errors.InvalidArgumentError as e:
+      reason = [l for l in e.message.splitlines() if "assertion failed" in l]
+      reason = reason[0] if reason else e.message.splitlines()[0]
+      reason = reason[reason.find("assertion failed"):]
+      raise PipelineError(
+          f"dataset '{name}', split '{split}', example {index}: cannot build "
+          f"its graph: {reason}") from e
+    yield value
+    index += 1
 
 
 # -------------------------------------------------------------- graphs ---

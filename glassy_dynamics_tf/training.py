@@ -284,7 +284,9 @@ class ValidationPearson(tf_keras.callbacks.Callback):
     if logs is not None:
       logs.update(scores)
     value = scores["val_pearson"]
-    if math.isfinite(value) and value > self.best_value:
+    # Only the chief writes (multi-worker: every worker computes the same).
+    should_write = self.model.distribute_strategy.extended.should_checkpoint
+    if should_write and math.isfinite(value) and value > self.best_value:
       checkpoint = tf.train.Checkpoint(model=self.model)
       manager = tf.train.CheckpointManager(checkpoint, self._best_dir,
                                            max_to_keep=1)
@@ -475,6 +477,8 @@ class TrainResult:
     saved_model: path of the exported SavedModel.
     resumed_from_step: global step this invocation started at.
     already_finished: True if the work directory held a finished run.
+    model: the trained tf_keras.Model with the exported (best) weights; None
+      if the run had already finished.
   """
   history: Dict[str, list]
   best: Dict[str, Any]
@@ -482,6 +486,7 @@ class TrainResult:
   saved_model: str
   resumed_from_step: int
   already_finished: bool = False
+  model: Optional[tf_keras.Model] = None
 
 
 def train(config, workdir: str, data_dir: Optional[str] = None,
@@ -572,6 +577,8 @@ def train(config, workdir: str, data_dir: Optional[str] = None,
     logging.info("resuming from the backup at step %d", start_step)
 
   model = create_model(config, metadata, strategy)
+  logging.info("model: %d trainable parameters, %d output(s)",
+               model_lib.count_parameters(model), metadata.n_outputs)
 
   def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
     shard = input_pipeline.shard_records(records["train"], context)
@@ -581,8 +588,10 @@ def train(config, workdir: str, data_dir: Optional[str] = None,
         config, per_replica, seed=seed, start_step=start_step,
         examples_per_step=batch_size // context.num_input_pipelines)
 
+  # The backup is deleted only once the SavedModel is written, so a run that
+  # dies while exporting resumes with nothing left to train.
   callbacks = [tf_keras.callbacks.BackupAndRestore(
-      backup_dir, save_freq=backup_every, delete_checkpoint=True)]
+      backup_dir, save_freq=backup_every, delete_checkpoint=False)]
   validation = None
   if "validation" in records:
     validation = ValidationPearson(
@@ -605,8 +614,12 @@ def train(config, workdir: str, data_dir: Optional[str] = None,
                     "TensorBoard summaries (pip install tensorboard)")
   callbacks.extend(extra_callbacks)
 
-  write_json(os.path.join(workdir, "config.json"),
-             json.loads(config.to_json_best_effort()))
+  config_json = json.loads(config.to_json_best_effort())
+  previous = read_json(os.path.join(workdir, "config.json"))
+  if previous and start_step and _jsonable(previous) != _jsonable(config_json):
+    logging.warning("the config differs from the one %s was started with; "
+                    "resuming anyway", workdir)
+  write_json(os.path.join(workdir, "config.json"), config_json)
   started = time.time()
   history = model.fit(
       tf_keras.utils.experimental.DatasetCreator(dataset_fn),
@@ -621,17 +634,20 @@ def train(config, workdir: str, data_dir: Optional[str] = None,
     restore_best(model, os.path.join(workdir, BEST_DIR))
     logging.info("exporting the best validation weights (step %d, "
                  "val_pearson %.4f)", best["step"], best["val_pearson"])
-  export_saved_model(model, config, metadata, saved_model_path)
-  write_json(state_path, {
-      "finished": True,
-      "steps": epochs * steps_per_epoch,
-      "best": best,
-      "metadata": metadata.to_json_dict(),
-      "history": history.history,
-  })
+  if strategy.extended.should_checkpoint:  # the chief (or the only) worker
+    export_saved_model(model, config, metadata, saved_model_path)
+    write_json(state_path, {
+        "finished": True,
+        "steps": epochs * steps_per_epoch,
+        "best": best,
+        "metadata": metadata.to_json_dict(),
+        "history": history.history,
+    })
+    if tf.io.gfile.exists(backup_dir):
+      tf.io.gfile.rmtree(backup_dir)
   return TrainResult(history=history.history, best=best, metadata=metadata,
                      saved_model=saved_model_path,
-                     resumed_from_step=start_step)
+                     resumed_from_step=start_step, model=model)
 
 
 def _tensorboard_available() -> bool:

@@ -1,0 +1,15 @@
+"""Kob-Andersen simulations on LAMMPS and isoconfigurational propensity.
+
+Modules, in the order data flows through them:
+  kob_andersen: the model's parameters (KA 1995) and numpy energy helpers.
+  engine:       one LAMMPS session holding a KA system (MPI preload, NVT/NPT/
+                NVE, unwrapped positions, energies).
+  seeds:        deterministic seeds from --seed, configuration and run index.
+  preparation:  melt, cool, equilibrate (τ_α windows), sample; checkpointed.
+  isf:          self-ISF of the A particles and its crossing times.
+  propensity:   one isoconfigurational run on a log time grid; propensity.
+  driver:       resumable, parallel state point -> .npz records + manifest.
+
+The package imports LAMMPS lazily (engine.lammps_class), so the numpy parts
+work without the [sim] extra.
+"""

@@ -28,7 +28,7 @@ import multiprocessing
 import os
 import shutil
 import time
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional
 
 import numpy as np
 
@@ -70,6 +70,9 @@ class SimulationSpec:
     max_time: longest run or τ_α window, τ.
     accelerator: "opt" or "none" (LAMMPS pair style suffix).
     thermostat_damping: Nosé-Hoover damping, τ.
+    isf_wavenumber: q of the self-ISF, σ_AA⁻¹; None scales the first S(q)
+      peak 7.25 at ρ = 1.2 with each configuration's density^(1/3). Set it
+      (e.g. 7.25) for excerpts whose box density is not the liquid's.
   """
   temperature: Optional[float] = None
   density: float = 1.2
@@ -88,6 +91,7 @@ class SimulationSpec:
   max_time: float = 1e5
   accelerator: str = "opt"
   thermostat_damping: float = engine.THERMOSTAT_DAMPING
+  isf_wavenumber: Optional[float] = None
 
   def validate(self, with_initial_configuration: bool = False) -> None:
     """Raises SimulationInputError naming the flag of any bad value."""
@@ -137,6 +141,8 @@ class SimulationSpec:
     for flag in ("melt_time", "cool_time", "equilibration_tau_alpha",
                  "sampling_interval_tau_alpha", "thermostat_damping"):
       finite_positive(flag, getattr(self, flag))
+    if self.isf_wavenumber is not None:
+      finite_positive("isf_wavenumber", self.isf_wavenumber)
     if self.accelerator not in engine.ACCELERATORS:
       fail("accelerator", f"must be one of {engine.ACCELERATORS}, found "
            f"{self.accelerator!r}")
@@ -250,7 +256,7 @@ class _Configuration:
   """What the driver knows about one configuration being simulated."""
 
   def __init__(self, index, positions, types, box, seeds, run_dir, out_path,
-               tau_alpha):
+               tau_alpha, q):
     self.index = index
     self.positions = positions  # [n, 3] float32, as in the record.
     self.types = types
@@ -259,6 +265,7 @@ class _Configuration:
     self.run_dir = run_dir
     self.out_path = out_path
     self.tau_alpha = tau_alpha
+    self.q = q  # ISF wave number, σ_AA⁻¹.
     self.min_grid_points = 0
 
   def run_path(self, r: int) -> str:
@@ -267,6 +274,13 @@ class _Configuration:
 
 def configuration_path(output_dir: str, index: int) -> str:
   return os.path.join(output_dir, f"configuration_{index:05d}.npz")
+
+
+def _manifest_entry(spec: SimulationSpec, index: int) -> dict:
+  return {
+      "file": os.path.basename(configuration_path("", index)),
+      "run_seeds": seeds_lib.run_seeds(spec.seed, index, spec.n_runs).tolist(),
+  }
 
 
 def _write_manifest(path: str, manifest: dict) -> None:
@@ -337,8 +351,9 @@ def simulate(spec: SimulationSpec,
         "preparation_ensemble": ("NPT (fix npt)" if math.isfinite(spec.pressure)
                                  else "NVT (fix nvt)"),
         "velocities": "velocity all create T SEED dist gaussian mom yes rot no",
-        "isf": "A particles, isotropic sin(qr)/(qr), q = "
-               f"{ka.first_peak_wavenumber(spec.density):.4f}",
+        "isf": "A particles, isotropic sin(qr)/(qr), q = " + (
+            f"{spec.isf_wavenumber}" if spec.isf_wavenumber else
+            "7.25 (ρ/1.2)^(1/3) with ρ of each configuration"),
         "wall_time_s": 0.0,
         "configurations": {},
     }
@@ -385,10 +400,9 @@ def simulate(spec: SimulationSpec,
   grid_steps = propensity_lib.time_grid(
       propensity_lib.steps_for_time(grid_max),
       extra_steps=[propensity_lib.steps_for_time(t) for t in spec.times])
-  q = ka.first_peak_wavenumber(spec.density)
   stop_isf = propensity_lib.stop_level(spec.isf_levels)
   for k, entry in enumerate(entries):
-    if entry is None:
+    if entry is None or os.path.exists(configuration_path(output_dir, k)):
       continue
     positions, types, box = entry
     configurations.append(_Configuration(
@@ -396,7 +410,23 @@ def simulate(spec: SimulationSpec,
         np.asarray(box, np.float32),
         seeds_lib.run_seeds(spec.seed, k, spec.n_runs),
         os.path.join(work_dir, f"configuration_{k:05d}"),
-        configuration_path(output_dir, k), tau_alpha))
+        configuration_path(output_dir, k), tau_alpha,
+        spec.isf_wavenumber or ka.first_peak_wavenumber(
+            len(types) / float(np.prod(np.asarray(box, np.float64))))))
+
+  # Records written by an interrupted session before it could update the
+  # manifest are entered now (entries are pure functions of the settings).
+  for k in range(spec.n_configurations):
+    if os.path.exists(configuration_path(output_dir, k)):
+      manifest["configurations"][f"{k:05d}"] = _manifest_entry(spec, k)
+
+  if initial is None and manifest.get("tau_alpha") is None:
+    done = [configuration_path(output_dir, k)
+            for k in range(spec.n_configurations)
+            if os.path.exists(configuration_path(output_dir, k))]
+    if done:
+      _, extras = npz_format.load_npz(done[0], with_extras=True)
+      manifest["tau_alpha"] = float(extras["tau_alpha"])
 
   # Ensembles.
   total_runs = len(configurations) * spec.n_runs
@@ -409,10 +439,7 @@ def simulate(spec: SimulationSpec,
     c = pending[k]
     if _finalise(c, spec, grid_steps, log):
       del pending[k]
-      manifest["configurations"][f"{k:05d}"] = {
-          "file": os.path.basename(c.out_path),
-          "run_seeds": c.seeds.tolist(),
-      }
+      manifest["configurations"][f"{k:05d}"] = _manifest_entry(spec, k)
       manifest["wall_time_s"] = (manifest.get("wall_time_s", 0.0) +
                                  time.time() - session_start)
       session_start = time.time()
@@ -439,7 +466,7 @@ def simulate(spec: SimulationSpec,
               pass  # unreadable: recompute.
           tasks.append(_RunTask(
               c.index, r, path, c.positions, c.types, c.box,
-              spec.temperature, int(c.seeds[r]), grid_steps, q,
+              spec.temperature, int(c.seeds[r]), grid_steps, c.q,
               None if spec.times else stop_isf, c.min_grid_points,
               spec.accelerator, spec.thermostat_damping))
       n_todo = len(tasks)
@@ -542,7 +569,7 @@ def _finalise(c: _Configuration, spec: SimulationSpec,
       "isf_mean": isf_mean,
       "time_indices": timescales.grid_indices,
       "isf_crossing_times": timescales.crossing_times,
-      "q": np.float64(ka.first_peak_wavenumber(spec.density)),
+      "q": np.float64(c.q),
       "configuration_index": np.int64(c.index),
       "tau_alpha": np.float64(c.tau_alpha if c.tau_alpha else np.nan),
   })

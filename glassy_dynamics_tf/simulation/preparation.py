@@ -17,7 +17,8 @@ equilibrium and separated in time by more than τ_α):
      state point's τ_α used below and stored in the manifest;
   5. sample: configuration 0 is the equilibrated state, configuration k the
      state `sampling_interval_tau_alpha` × τ_α (≥ 1 τ_α) after k - 1, on one
-     trajectory.
+     trajectory. The driver can run several independent such trajectories
+     ("chains", each with its own seeds and directory) in parallel.
 
 Every stage ends in a checkpoint (`SystemState` in an npz, written
 atomically) and every stage starts by loading one in a fresh LAMMPS session,
@@ -64,6 +65,7 @@ class PreparationSettings:
       too slow for this budget if it is reached).
     accelerator: LAMMPS accelerator suffix.
     damping: Nosé-Hoover thermostat damping, τ.
+    chain: index of this independent trajectory (its seeds derive from it).
   """
   temperature: float
   density: float
@@ -78,6 +80,7 @@ class PreparationSettings:
   max_window_time: float = 1e5
   accelerator: str = "opt"
   damping: float = engine.THERMOSTAT_DAMPING
+  chain: int = 0
 
   @property
   def is_npt(self) -> bool:
@@ -171,10 +174,14 @@ def prepare(settings: PreparationSettings,
   if not os.path.exists(melted):
     box = np.full(3, (settings.n_particles / settings.density)**(1.0 / 3.0))
     positions, types = ka.lattice_configuration(
-        settings.n_particles, box, seeds_lib.derive_seed(settings.seed, seeds_lib.PREPARATION, 0))
+        settings.n_particles, box,
+        seeds_lib.derive_seed(settings.seed, seeds_lib.PREPARATION,
+                              settings.chain, 0))
     with engine.KobAndersenSimulation(positions, types, box, **kwargs) as sim:
       sim.set_velocities(settings.melt_temperature,
-                         seeds_lib.derive_seed(settings.seed, seeds_lib.PREPARATION, 1))
+                         seeds_lib.derive_seed(settings.seed,
+                                               seeds_lib.PREPARATION,
+                                               settings.chain, 1))
       sim.nvt(settings.melt_temperature, damping=settings.damping)
       sim.run(propensity_lib.steps_for_time(settings.melt_time))
       _save_state(melted, sim.state())
@@ -205,6 +212,7 @@ def prepare(settings: PreparationSettings,
       state, extras = load_state(path)
       taus, total = list(extras["tau_alphas"]), float(extras["total_time"])
     else:
+      window_start = time.time()
       with engine.create_from_state(state, **kwargs) as sim:
         _thermostat(sim, settings)
         tau, steps = measure_tau_alpha(
@@ -219,10 +227,13 @@ def prepare(settings: PreparationSettings,
       total += steps * dt
       _save_state(path, state, tau_alphas=np.asarray(taus),
                   total_time=total)
+      target = settings.equilibration_tau_alpha * max(taus[-2:])
+      rate = (time.time() - window_start) / (steps * dt)  # wall s per τ.
+      remaining = (max(0.0, target - total) + (n_configurations - 1) *
+                   max(1.0, settings.sampling_interval_tau_alpha) * tau)
       log(f"preparation: equilibration window {window}: τ_α = {tau:.3g} τ, "
-          f"total {total:.3g} τ of ≥ "
-          f"{settings.equilibration_tau_alpha * max(taus[-2:]):.3g} τ "
-          f"({time.time() - start_time:.1f} s)")
+          f"total {total:.3g} τ of ≥ {target:.3g} τ "
+          f"({time.time() - start_time:.1f} s, ETA ~{rate * remaining:.0f} s)")
     window += 1
     tau_alpha = max(taus[-2:])
     if len(taus) >= 2 and total >= settings.equilibration_tau_alpha * tau_alpha:
@@ -234,6 +245,7 @@ def prepare(settings: PreparationSettings,
   # 5. sample configurations along one trajectory.
   interval = propensity_lib.steps_for_time(
       max(1.0, settings.sampling_interval_tau_alpha) * tau_alpha)
+  sample_start, n_sampled = time.time(), 0
   for k, path in enumerate(parents):
     if os.path.exists(path):
       state, _ = load_state(path)
@@ -244,9 +256,10 @@ def prepare(settings: PreparationSettings,
         sim.run(interval)
         state = sim.state()
     _save_state(path, state, tau_alpha=tau_alpha)
-    elapsed = time.time() - start_time
+    n_sampled += 1
+    eta = (time.time() - sample_start) / n_sampled * (n_configurations - k - 1)
     log(f"preparation: configuration {k + 1}/{n_configurations} sampled "
-        f"({elapsed:.1f} s)")
+        f"({time.time() - start_time:.1f} s, ETA {eta:.0f} s)")
   return parents, tau_alpha
 
 

@@ -57,6 +57,7 @@ def _assert_same_outputs(dir_a, dir_b):
     with open(os.path.join(d, driver.MANIFEST)) as f:
       manifests.append(json.load(f))
   assert manifests[0]["configurations"] == manifests[1]["configurations"]
+  assert manifests[0].get("tau_alpha") == manifests[1].get("tau_alpha")
   assert manifests[0]["status"] == manifests[1]["status"] == "complete"
 
 
@@ -138,6 +139,47 @@ def test_deepmind_pickle_as_initial_configuration(tmp_path):
   source = io_lib.load_configuration(DEEPMIND_PICKLE)
   np.testing.assert_array_equal(record.positions, source.positions)
   np.testing.assert_array_equal(record.types, source.types)
+  # The excerpt's box density is not the liquid's: q scales with it unless
+  # given explicitly.
+  _, extras = npz_format.load_npz(path, with_extras=True)
+  assert float(extras["q"]) == pytest.approx(
+      7.25 * (record.density / 1.2)**(1 / 3))
+  spec = driver.SimulationSpec(n_runs=2, isf_levels=(0.9,), seed=1,
+                               isf_wavenumber=7.25)
+  (path,) = driver.simulate(spec, str(tmp_path / "q"),
+                            initial_configuration=DEEPMIND_PICKLE,
+                            num_workers=1, log=lambda m: 0)
+  _, extras = npz_format.load_npz(path, with_extras=True)
+  assert float(extras["q"]) == 7.25
+
+
+def test_npt_preparation(tmp_path):
+  spec = driver.SimulationSpec(**dict(TINY, pressure=9.8, n_runs=1))
+  paths = driver.simulate(spec, str(tmp_path), num_workers=1, log=lambda m: 0)
+  records = [npz_format.load_npz(p) for p in paths]
+  assert all(r.pressure == pytest.approx(9.8) for r in records)
+  # The barostat moves the box: ρ(T = 1.0, P = 9.8) ≈ 1.2 for KA.
+  assert records[0].box[0] != records[1].box[0]
+  for r in records:
+    assert r.density == pytest.approx(1.2, abs=0.05)
+
+
+def test_own_record_as_initial_configuration(tmp_path):
+  spec = driver.SimulationSpec(**dict(TINY, n_configurations=1))
+  (first,) = driver.simulate(spec, str(tmp_path / "a"), num_workers=1,
+                             log=lambda m: 0)
+  again = driver.SimulationSpec(n_runs=2, times=(0.3,), seed=9)
+  (second,) = driver.simulate(again, str(tmp_path / "b"), first,
+                              num_workers=1, log=lambda m: 0)
+  a, b = npz_format.load_npz(first), npz_format.load_npz(second)
+  np.testing.assert_array_equal(a.positions, b.positions)
+  np.testing.assert_array_equal(a.box, b.box)
+  assert b.temperature == a.temperature == 1.0
+  # Re-running with an initial configuration resumes too: nothing is redone.
+  before = os.path.getmtime(second)
+  driver.simulate(again, str(tmp_path / "b"), first, num_workers=1,
+                  log=lambda m: 0)
+  assert os.path.getmtime(second) == before
 
 
 @pytest.mark.parametrize("changes,match", [
@@ -209,6 +251,9 @@ def _main(args, **kwargs):
     (["--n_particles=1"], "--n_particles"),
     (["--temperature=-1"], "--temperature"),
     (["--times=0.1,abc"], "--times"),
+    (["--times=0.1", "--isf_levels=0.5"], "--times and --isf_levels"),
+    (["--config.simulation.n_runs=0"], "--n_runs"),
+    (["--initial_configuration=/nonexistent.pickle"], "no such file"),
 ])
 def test_main_reports_bad_flags(tmp_path, flags, message):
   proc = _main(["--config=glassy_dynamics_tf/configs/smoke.py",
@@ -217,6 +262,16 @@ def test_main_reports_bad_flags(tmp_path, flags, message):
   assert proc.returncode != 0
   assert message in out
   assert not os.path.exists(tmp_path / "out")
+
+
+def test_main_rejects_unknown_state_point_fields(tmp_path):
+  config = tmp_path / "config.py"
+  config.write_text(CONFIG_FILE.replace("  return config",
+                                        "  sim.volume = 3.0\n  return config"))
+  proc = _main([f"--config={config}", f"--output_dir={tmp_path / 'out'}"])
+  out, _ = proc.communicate(timeout=120)
+  assert proc.returncode != 0
+  assert "unknown simulation field(s) ['volume']" in out
 
 
 def _wait_for(predicate, proc, timeout=120.0):
@@ -256,3 +311,36 @@ def test_resume_after_sigkill_gives_identical_files(tmp_path):
   assert final.wait(timeout=300) == 0, final.stdout.read()
   _assert_same_outputs(tmp_path / "reference", out)
   assert not any(p.name.endswith(".tmp") for p in out.iterdir())
+
+
+@pytest.mark.slow
+def test_resume_after_many_kills_at_arbitrary_moments(tmp_path):
+  # Tens of seconds of work, killed at pseudo-random moments (a fraction of
+  # the uninterrupted wall time each) until it finishes.
+  config = tmp_path / "config.py"
+  config.write_text(CONFIG_FILE.replace(
+      "sim.n_configurations = 3", "sim.n_configurations = 4\n"
+      "  sim.n_particles = 1000").replace(
+          "sim.n_runs = 4", "sim.n_runs = 6").replace(
+              "equilibration_tau_alpha = 2.0", "equilibration_tau_alpha = 5.0"))
+  common = [f"--config={config}", "--num_workers=2"]
+  start = time.time()
+  reference = _main(common + [f"--output_dir={tmp_path / 'reference'}"])
+  assert reference.wait(timeout=600) == 0, reference.stdout.read()
+  wall = time.time() - start
+  out = tmp_path / "killed"
+  kills = 0
+  for fraction in np.random.default_rng(0).uniform(0.1, 0.3, size=30):
+    delay = fraction * wall
+    proc = _main(common + [f"--output_dir={out}"])
+    try:
+      proc.wait(timeout=delay)
+      break  # finished before this kill.
+    except subprocess.TimeoutExpired:
+      os.kill(proc.pid, signal.SIGKILL)
+      proc.wait()
+      kills += 1
+  assert kills >= 3
+  final = _main(common + [f"--output_dir={out}"])
+  assert final.wait(timeout=300) == 0, final.stdout.read()
+  _assert_same_outputs(tmp_path / "reference", out)

@@ -102,8 +102,8 @@ def _g_aa(states, r_max=3.0, bins=150):
 
 
 def test_g_aa_first_peak_near_sigma():
-  # Kob & Andersen, PRE 51, 4626 (1995), Fig. 2: g_AA(r) peaks at r ≈ 1.0
-  # (and g_AB at ≈ 0.8). Tolerance: peak in [0.95, 1.10] at T = 1.0.
+  # Kob & Andersen, PRE 51, 4626 (1995), radial distribution functions of
+  # the KA liquid: g_AA(r) peaks at r ≈ 1.0 (g_AB at ≈ 0.8). Tolerance: peak in [0.95, 1.10] at T = 1.0.
   with _liquid(1000, 1.0, 2000) as sim:
     states = []
     for _ in range(10):
@@ -117,10 +117,10 @@ def test_g_aa_first_peak_near_sigma():
 
 
 def test_self_isf_decays_with_tau_alpha_in_literature_range():
-  # Kob & Andersen, PRE 52, 4134 (1995), Fig. 1 of F_s(q = 7.25, t) of the
+  # Kob & Andersen, PRE 52, 4134 (1995), F_s(q = 7.25, t) of the
   # A particles: at T = 1.0 the α relaxation (F_s = 1/e) happens at t of
-  # order 1 τ, in the microscopic regime's tail. Band: τ_α in [0.5, 3] τ.
-  # Our own measurement (N = 1000, 4 runs): ≈ 1.2 τ.
+  # order 1 τ. Band: τ_α in [0.5, 3] τ (wide: the value is read off a
+  # figure). Our preparation's τ_α windows give ≈ 1.1-1.5 τ at T = 1.0.
   with _liquid(1000, 1.0, 3000, seed=4) as sim:
     state = sim.state()
   grid = propensity.time_grid(propensity.steps_for_time(10.0))
