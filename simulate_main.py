@@ -47,6 +47,9 @@ flags.DEFINE_string("output_dir", None, "Directory for the .npz records and "
                     "manifest.json.", required=True)
 flags.DEFINE_string("initial_configuration", None, "A configuration (.npz or "
                     "DeepMind .pickle) to use instead of preparing new ones.")
+flags.DEFINE_integer("n_chains", None, "Independent preparation trajectories "
+                     "(run in parallel); configuration k comes from chain "
+                     "k mod n_chains. Default 1.")
 flags.DEFINE_integer("num_workers", None, "Parallel worker processes for the "
                      "runs of an ensemble (default: number of CPU cores).")
 flags.DEFINE_float("max_time", None, "Longest run or τ_α window (τ).")
@@ -81,7 +84,8 @@ def build_spec() -> driver.SimulationSpec:
   if FLAGS.times is not None and FLAGS.isf_levels is not None:
     raise driver.SimulationInputError("--times and --isf_levels: give one")
   for name in ("temperature", "density", "n_particles", "n_configurations",
-               "n_runs", "seed", "max_time", "accelerator", "isf_wavenumber"):
+               "n_runs", "seed", "max_time", "accelerator", "isf_wavenumber",
+               "n_chains"):
     if getattr(FLAGS, name) is not None:
       sim[name] = getattr(FLAGS, name)
   if FLAGS.density is not None:

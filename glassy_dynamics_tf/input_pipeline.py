@@ -452,3 +452,36 @@ def shard_records(records: tf.data.Dataset,
     return records
   return records.shard(input_context.num_input_pipelines,
                        input_context.input_pipeline_id)
+
+
+def make_datasets(config, data_dir: Optional[str] = None,
+                  splits: Sequence[str] = ("train", "validation"),
+                  records: Optional[Mapping[str, tf.data.Dataset]] = None,
+                  seed: int = 0) -> Tuple[Dict[str, tf.data.Dataset],
+                                          DatasetMetadata]:
+  """Every step above in one call, for `model.fit` / `model.predict` users.
+
+  Args:
+    config: experiment ConfigDict.
+    data_dir: TFDS data_dir (default config.dataset.data_dir).
+    splits: TFDS splits to load (ignored if `records` is given).
+    records: split name -> record dataset instead of TFDS.
+    seed: shuffle and augmentation seed of the "train" stream.
+
+  Returns:
+    (datasets, metadata): "train" -> the infinite augmented stream of
+    batches (train.batch_size); any other split -> its batches in order,
+    unaugmented. Elements are (features, propensity [B, max_nodes,
+    n_outputs], weights [B, max_nodes]).
+  """
+  if records is None:
+    records = {s: load_records(config, s, data_dir) for s in splits}
+  metadata = compute_metadata(records, config)
+  batch_size = int(config.train.batch_size)
+  datasets = {}
+  for split, split_records in records.items():
+    graphs_ds = graph_dataset(split_records, config, metadata)
+    datasets[split] = (
+        train_dataset(graphs_ds, config, batch_size, seed=seed)
+        if split == "train" else eval_dataset(graphs_ds, batch_size))
+  return datasets, metadata

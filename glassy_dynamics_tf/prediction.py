@@ -172,6 +172,15 @@ def export_deepmind_checkpoint(path: str, output_dir: str,
       deepmind_metadata(path, imported.n_outputs, times), output_dir)
 
 
+def ase_available() -> bool:
+  """Whether ASE (optional, for .xyz / LAMMPS inputs) is installed."""
+  try:
+    import ase.io  # pylint: disable=g-import-not-at-top,unused-import
+    return True
+  except ImportError:
+    return False
+
+
 def read_configuration(path: str) -> record_lib.ConfigurationRecord:
   """One configuration: our .npz, a DeepMind pickle, or (with ASE) a file
   ASE reads (extended XYZ, LAMMPS data/dump).

@@ -150,10 +150,15 @@ def test_predict_main_with_saved_model_and_checkpoint(trained, tmp_path):
   assert not os.path.exists(tmp_path / "dm.xyz")
 
 
-def test_predict_main_bad_model(tmp_path):
+def test_bad_model_paths(tmp_path):
+  with pytest.raises(prediction.PredictionError, match="neither a SavedModel"):
+    prediction.load_predictor(str(tmp_path))
+  with pytest.raises(prediction.PredictionError, match="needs ASE"):
+    if prediction.ase_available():
+      pytest.skip("ASE is installed")
+    prediction.read_configuration(str(tmp_path / "x.xyz"))
+  with pytest.raises(prediction.PredictionError, match="unknown suffix"):
+    prediction.read_configuration(str(tmp_path / "x.cfg"))
   run = _predict_main(f"--model={tmp_path}", f"--input={PICKLE}",
                       f"--output={tmp_path / 'x.npz'}")
-  assert run.returncode != 0
-  assert "neither a SavedModel" in run.stderr
-  run = _predict_main(f"--input={PICKLE}")
-  assert run.returncode != 0 and "--model is required" in run.stderr
+  assert run.returncode != 0 and "neither a SavedModel" in run.stderr

@@ -180,3 +180,22 @@ def test_non_cubic_box_and_mixed_sizes(config):
       np.testing.assert_allclose(np.abs(x["edge_vectors"][b]),
                                  np.abs(original), atol=1e-6)
     assert set(np.unique(w)) <= {0.0, 1.0}
+
+
+def test_make_datasets_for_fit(config, records):
+  datasets, metadata = input_pipeline.make_datasets(
+      config, records={
+          "train": input_pipeline.records_dataset(records),
+          "validation": input_pipeline.records_dataset(records[:1])})
+  x, y, w = next(iter(datasets["train"]))
+  assert x["node_types"].shape == (config.train.batch_size, metadata.max_nodes)
+  assert y.shape == (config.train.batch_size, metadata.max_nodes, 2)
+  assert len(list(datasets["validation"])) == 1
+
+
+def test_missing_tfds_dataset_is_named(config, tmp_path):
+  config.dataset.name = "glassy_dynamics/no_such_config"
+  with pytest.raises(input_pipeline.PipelineError,
+                     match="split 'train' of TFDS dataset 'glassy_dynamics/"
+                     "no_such_config'"):
+    input_pipeline.load_records(config, "train", str(tmp_path))

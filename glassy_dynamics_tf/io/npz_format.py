@@ -28,6 +28,10 @@ def write_atomic_bytes(path: str, payload: bytes) -> None:
   fd, tmp_path = tempfile.mkstemp(
       prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
   try:
+    # mkstemp creates the file 0600; give it the mode a plain open() would.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)
     with os.fdopen(fd, "wb") as f:
       f.write(payload)
       f.flush()

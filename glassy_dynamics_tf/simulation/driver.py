@@ -7,10 +7,11 @@ Output directory layout (docs/CONTRACTS.md, "Simulation output"):
   DIR/configuration_00000.npz ...   one ConfigurationRecord each, plus extra
                                     arrays (see `_finalise`)
   DIR/work/                         checkpoints: preparation states
-                                    (parent_XXXXX.npz) and finished runs
+                                    (chain_CCC/prep_*.npz, parent_XXXXX.npz)
+                                    and finished runs
                                     (configuration_XXXXX/run_XXX.npz); the run
                                     files of a configuration are deleted once
-                                    its record is written
+                                    its record is written, work/ once all are
 
 Resume: every file is written atomically (temporary name, then rename) and
 every result is a deterministic function of the settings and `--seed`
@@ -18,7 +19,9 @@ every result is a deterministic function of the settings and `--seed`
 after SIGKILL at any moment skips what exists and recomputes the rest, so
 the final files equal those of an uninterrupted run, with nothing lost or
 duplicated. Runs of one ensemble are independent and execute in parallel
-worker processes (multiprocessing 'spawn'; workers die with the driver).
+worker processes (multiprocessing 'spawn'; workers die with the driver), as
+do independent preparation chains (`n_chains`). Results do not depend on the
+number of workers.
 """
 
 import dataclasses
@@ -27,6 +30,7 @@ import math
 import multiprocessing
 import os
 import shutil
+import sys
 import time
 from typing import Callable, List, Optional
 
@@ -70,6 +74,8 @@ class SimulationSpec:
     max_time: longest run or τ_α window, τ.
     accelerator: "opt" or "none" (LAMMPS pair style suffix).
     thermostat_damping: Nosé-Hoover damping, τ.
+    n_chains: independent preparation trajectories, run in parallel;
+      configuration k comes from chain k mod n_chains.
     isf_wavenumber: q of the self-ISF, σ_AA⁻¹; None scales the first S(q)
       peak 7.25 at ρ = 1.2 with each configuration's density^(1/3). Set it
       (e.g. 7.25) for excerpts whose box density is not the liquid's.
@@ -92,6 +98,7 @@ class SimulationSpec:
   accelerator: str = "opt"
   thermostat_damping: float = engine.THERMOSTAT_DAMPING
   isf_wavenumber: Optional[float] = None
+  n_chains: int = 1
 
   def validate(self, with_initial_configuration: bool = False) -> None:
     """Raises SimulationInputError naming the flag of any bad value."""
@@ -116,6 +123,9 @@ class SimulationSpec:
              f"({2 * ka.MAX_CUTOFF} σ); use more particles")
       if self.n_configurations < 1:
         fail("n_configurations", f"must be >= 1, found {self.n_configurations}")
+      if not 1 <= self.n_chains <= self.n_configurations:
+        fail("n_chains", f"must be in [1, n_configurations="
+             f"{self.n_configurations}], found {self.n_chains}")
     if not math.isnan(self.pressure):
       finite_positive("pressure", self.pressure)
     if self.n_runs < 1:
@@ -185,6 +195,36 @@ def load_initial_configuration(path: str) -> record_lib.ConfigurationRecord:
 
 
 # -- worker side ----------------------------------------------------------------
+
+
+class _LazyPool:
+  """A 'spawn' process pool created on first use, terminated by close()."""
+
+  def __init__(self, num_workers: int):
+    self._num_workers = num_workers
+    self._pool = None
+
+  def get(self):
+    if self._pool is None:
+      self._pool = multiprocessing.get_context("spawn").Pool(
+          self._num_workers, initializer=_worker_init)
+    return self._pool
+
+  def close(self) -> None:
+    if self._pool is not None:
+      self._pool.terminate()
+      self._pool.join()
+      self._pool = None
+
+
+def _prepare_chain(task) -> tuple:
+  """Pool task: one preparation chain; progress goes to stderr."""
+  settings, n_configurations, work_dir = task
+
+  def log(message):
+    print(f"chain {settings.chain}: {message}", file=sys.stderr, flush=True)
+
+  return preparation.prepare(settings, n_configurations, work_dir, log=log)
 
 
 def _worker_init() -> None:
@@ -359,8 +399,18 @@ def simulate(spec: SimulationSpec,
     }
   manifest["status"] = "running"
   _write_manifest(manifest_path, manifest)
+  pools = _LazyPool(num_workers)
+  try:
+    return _simulate(spec, output_dir, initial, num_workers, log, manifest,
+                     manifest_path, work_dir, pools, session_start)
+  finally:
+    pools.close()
 
-  # Preparation (serial: one trajectory).
+
+def _simulate(spec, output_dir, initial, num_workers, log, manifest,
+              manifest_path, work_dir, pools, session_start):
+  """The body of `simulate` after validation and the manifest."""
+  # Preparation: `n_chains` independent trajectories, in parallel workers.
   configurations = []
   grid_max = (max(spec.times) if spec.times else spec.max_time)
   if initial is not None:
@@ -375,8 +425,8 @@ def simulate(spec: SimulationSpec,
       stage_start = time.time()
       log(f"stage 1/2: preparing {spec.n_configurations} configurations of "
           f"N={spec.n_particles} at T={spec.temperature}")
-      parents, tau_alpha = preparation.prepare(
-          preparation.PreparationSettings(
+      chain_tasks = [
+          (preparation.PreparationSettings(
               temperature=spec.temperature, density=spec.density,
               pressure=spec.pressure, n_particles=spec.n_particles,
               seed=spec.seed, melt_temperature=spec.melt_temperature,
@@ -384,9 +434,20 @@ def simulate(spec: SimulationSpec,
               equilibration_tau_alpha=spec.equilibration_tau_alpha,
               sampling_interval_tau_alpha=spec.sampling_interval_tau_alpha,
               max_window_time=spec.max_time, accelerator=spec.accelerator,
-              damping=spec.thermostat_damping),
-          spec.n_configurations, work_dir, log=log)
+              damping=spec.thermostat_damping, chain=c),
+           len(range(c, spec.n_configurations, spec.n_chains)),
+           os.path.join(work_dir, f"chain_{c:03d}"))
+          for c in range(spec.n_chains)]
+      if spec.n_chains > 1 and num_workers > 1:
+        chains = pools.get().map(_prepare_chain, chain_tasks)
+      else:
+        chains = [preparation.prepare(*task, log=log) for task in chain_tasks]
+      parents = [chains[k % spec.n_chains][0][k // spec.n_chains]
+                 for k in range(spec.n_configurations)]
+      chain_taus = [float(tau) for _, tau in chains]
+      tau_alpha = float(np.mean(chain_taus))
       manifest["tau_alpha"] = tau_alpha
+      manifest["tau_alpha_per_chain"] = chain_taus
       log(f"stage 1/2 done in {time.time() - stage_start:.1f} s; "
           f"τ_α = {tau_alpha:.4g} τ")
       for k in pending:
@@ -410,7 +471,10 @@ def simulate(spec: SimulationSpec,
         np.asarray(box, np.float32),
         seeds_lib.run_seeds(spec.seed, k, spec.n_runs),
         os.path.join(work_dir, f"configuration_{k:05d}"),
-        configuration_path(output_dir, k), tau_alpha,
+        configuration_path(output_dir, k),
+        (None if tau_alpha is None else
+         manifest.get("tau_alpha_per_chain", [tau_alpha] * spec.n_chains)[
+             k % spec.n_chains]),
         spec.isf_wavenumber or ka.first_peak_wavenumber(
             len(types) / float(np.prod(np.asarray(box, np.float64))))))
 
@@ -445,10 +509,7 @@ def simulate(spec: SimulationSpec,
       session_start = time.time()
       _write_manifest(manifest_path, manifest)
 
-  pool = None
-  if num_workers > 1 and total_runs > 1:
-    pool = multiprocessing.get_context("spawn").Pool(
-        num_workers, initializer=_worker_init)
+  pool = pools.get() if num_workers > 1 and total_runs > 1 else None
   try:
     while pending:
       tasks = []
@@ -489,9 +550,7 @@ def simulate(spec: SimulationSpec,
         if outstanding[k] == 0:
           finalise(k)
   finally:
-    if pool is not None:
-      pool.terminate()
-      pool.join()
+    pools.close()
 
   manifest["status"] = "complete"
   manifest["wall_time_s"] = (manifest.get("wall_time_s", 0.0) +

@@ -106,6 +106,20 @@ def test_parallel_equals_serial_and_rerun_is_a_no_op(tmp_path):
                           "configuration_00000.npz") == before
 
 
+def test_parallel_chains(tmp_path):
+  spec = driver.SimulationSpec(**dict(TINY, n_configurations=3, n_chains=2,
+                                      n_runs=1))
+  paths = driver.simulate(spec, str(tmp_path / "two"), num_workers=2,
+                          log=lambda m: 0)
+  driver.simulate(spec, str(tmp_path / "one"), num_workers=1, log=lambda m: 0)
+  _assert_same_outputs(tmp_path / "one", tmp_path / "two")
+  with open(tmp_path / "two" / driver.MANIFEST) as f:
+    taus = json.load(f)["tau_alpha_per_chain"]
+  assert len(taus) == 2 and taus[0] != taus[1]
+  extras = [npz_format.load_npz(p, with_extras=True)[1] for p in paths]
+  assert [float(e["tau_alpha"]) for e in extras] == [taus[0], taus[1], taus[0]]
+
+
 def test_fixed_times(tmp_path):
   spec = driver.SimulationSpec(**dict(TINY, n_configurations=1,
                                       isf_levels=(), times=(0.03, 0.3)))
@@ -194,6 +208,7 @@ def test_own_record_as_initial_configuration(tmp_path):
     (dict(times=(0.1,)), "--times"),
     (dict(pressure=-2.0), "--pressure"),
     (dict(seed=-1), "--seed"),
+    (dict(n_chains=3), "--n_chains"),
 ])
 def test_bad_settings_fail_before_any_md(tmp_path, changes, match):
   spec = driver.SimulationSpec(**dict(TINY, **changes))
@@ -296,7 +311,7 @@ def test_resume_after_sigkill_gives_identical_files(tmp_path):
   work = out / "work"
   stops = [
       # during preparation,
-      lambda: (work / "prep_cooled.npz").exists(),
+      lambda: (work / "chain_000" / "prep_cooled.npz").exists(),
       # during the runs of the first configuration,
       lambda: any(work.glob("configuration_00000/run_*.npz")),
       # after a record, during the next ensemble.
