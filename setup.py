@@ -12,6 +12,7 @@ INSTALL_REQUIRES = [
     "ml-collections>=0.1.1",
     "tensorflow==2.21.0",
     "tf-keras==2.21.0",
+    "tensorboard==2.21.0",  # tf.summary (training curves)
     "dm-sonnet==2.0.2",
     "graph-nets==1.1.0",
     "dm-tree>=0.1.8",
