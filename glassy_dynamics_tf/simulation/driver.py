@@ -7,11 +7,32 @@ Output directory layout (docs/CONTRACTS.md, "Simulation output"):
   DIR/configuration_00000.npz ...   one ConfigurationRecord each, plus extra
                                     arrays (see `_finalise`)
   DIR/work/                         checkpoints: preparation states
-                                    (chain_CCC/prep_*.npz, parent_XXXXX.npz)
+                                    (chain_CCC/prep_*.npz, parent_XXXXX.npz,
+                                    the chain's reference ISF prep_isf.npz),
+                                    the shared timescales (timescales.json)
                                     and finished runs
                                     (configuration_XXXXX/run_XXX.npz); the run
                                     files of a configuration are deleted once
                                     its record is written, work/ once all are
+
+Timescales (one set per state point). The self-ISF that defines them is
+an ensemble average, and every index j of `times` must mean the same
+physical time in every record (as in the published data, whose files of
+one temperature share `time_indices` on a common grid), or a network's
+output j would mix different times. So:
+  * prepared run with ISF levels: the times are chosen once, before any
+    ensemble, where the equilibrium self-ISF of the A particles, averaged
+    over time origins along the preparation trajectories
+    (preparation.py, stage 6), crosses the levels, snapped to the common
+    log grid (`_shared_timescales`). They are stored in the manifest
+    ("timescales", with the curve and how it was measured) and in
+    work/timescales.json before the ensembles start, and reused on resume.
+    Every run then goes exactly to the largest of these times; each record
+    also keeps its own run-averaged ISF and crossings for diagnostics;
+  * fixed --times: the same fixed times for everyone;
+  * --initial_configuration with ISF levels: there is nothing to average
+    over but the configuration's own ensemble, so its run-averaged ISF
+    chooses the times (runs are extended until it crosses every level).
 
 Resume: every file is written atomically (temporary name, then rename) and
 every result is a deterministic function of the settings and `--seed`
@@ -41,6 +62,7 @@ from glassy_dynamics_tf import periodic
 from glassy_dynamics_tf.io import npz_format
 from glassy_dynamics_tf.io import record as record_lib
 from glassy_dynamics_tf.simulation import engine
+from glassy_dynamics_tf.simulation import isf as isf_lib
 from glassy_dynamics_tf.simulation import kob_andersen as ka
 from glassy_dynamics_tf.simulation import preparation
 from glassy_dynamics_tf.simulation import propensity as propensity_lib
@@ -323,6 +345,21 @@ def _manifest_entry(spec: SimulationSpec, index: int) -> dict:
   }
 
 
+def _remove_stale_temporaries(output_dir: str, log) -> None:
+  """Deletes half-written files a killed session left in `output_dir`.
+
+  Only names of the form `.NAME.XXXX.tmp` (npz_format.write_atomic_bytes'
+  temporaries) are touched; a finished file is never a temporary, so
+  nothing already written is lost.
+  """
+  for name in os.listdir(output_dir):
+    if name.startswith(".") and name.endswith(".tmp"):
+      path = os.path.join(output_dir, name)
+      if os.path.isfile(path):
+        os.remove(path)
+        log(f"removed {path}, left half-written by an interrupted session")
+
+
 def _write_manifest(path: str, manifest: dict) -> None:
   npz_format.write_atomic_bytes(
       path, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
@@ -363,6 +400,7 @@ def simulate(spec: SimulationSpec,
   num_workers = max(1, int(num_workers or os.cpu_count() or 1))
 
   os.makedirs(output_dir, exist_ok=True)
+  _remove_stale_temporaries(output_dir, log)
   work_dir = os.path.join(output_dir, "work")
   manifest_path = os.path.join(output_dir, MANIFEST)
   settings = spec.settings_dict()
@@ -412,7 +450,7 @@ def _simulate(spec, output_dir, initial, num_workers, log, manifest,
   """The body of `simulate` after validation and the manifest."""
   # Preparation: `n_chains` independent trajectories, in parallel workers.
   configurations = []
-  grid_max = (max(spec.times) if spec.times else spec.max_time)
+  shared = None  # Timescales shared by all configurations of a prepared run.
   if initial is not None:
     tau_alpha = None
     entries = [(initial.positions, initial.types, initial.box)]
@@ -434,7 +472,11 @@ def _simulate(spec, output_dir, initial, num_workers, log, manifest,
               equilibration_tau_alpha=spec.equilibration_tau_alpha,
               sampling_interval_tau_alpha=spec.sampling_interval_tau_alpha,
               max_window_time=spec.max_time, accelerator=spec.accelerator,
-              damping=spec.thermostat_damping, chain=c),
+              damping=spec.thermostat_damping, chain=c,
+              isf_levels=tuple(spec.isf_levels),
+              isf_wavenumber=spec.isf_wavenumber,
+              isf_min_origins=-(-preparation.ISF_MIN_ORIGINS //
+                                spec.n_chains)),
            len(range(c, spec.n_configurations, spec.n_chains)),
            os.path.join(work_dir, f"chain_{c:03d}"))
           for c in range(spec.n_chains)]
@@ -444,12 +486,21 @@ def _simulate(spec, output_dir, initial, num_workers, log, manifest,
         chains = [preparation.prepare(*task, log=log) for task in chain_tasks]
       parents = [chains[k % spec.n_chains][0][k // spec.n_chains]
                  for k in range(spec.n_configurations)]
-      chain_taus = [float(tau) for _, tau in chains]
+      chain_taus = [float(chain[1]) for chain in chains]
       tau_alpha = float(np.mean(chain_taus))
       manifest["tau_alpha"] = tau_alpha
       manifest["tau_alpha_per_chain"] = chain_taus
+      if spec.isf_levels:
+        manifest["timescales"] = _shared_timescales(
+            spec, [chain[2] for chain in chains], manifest, work_dir)
+        _write_manifest(manifest_path, manifest)
+        shared = _timescales_from_dict(manifest["timescales"])
       log(f"stage 1/2 done in {time.time() - stage_start:.1f} s; "
-          f"τ_α = {tau_alpha:.4g} τ")
+          f"τ_α = {tau_alpha:.4g} τ" + (
+              "" if shared is None else
+              "; timescales of every configuration (from the equilibrium "
+              f"ISF): {np.round(shared.times, 4).tolist()} τ at levels "
+              f"{np.round(spec.isf_levels, 4).tolist()}"))
       for k in pending:
         state, _ = preparation.load_state(parents[k])
         box32 = state.box.astype(np.float32)
@@ -458,9 +509,20 @@ def _simulate(spec, output_dir, initial, num_workers, log, manifest,
             periodic.wrap(state.positions, state.box).astype(np.float32),
             box32)
         entries[k] = (positions32, state.types, box32)
-  grid_steps = propensity_lib.time_grid(
-      propensity_lib.steps_for_time(grid_max),
+  full_grid = propensity_lib.time_grid(
+      propensity_lib.steps_for_time(max(spec.times) if spec.times
+                                    else spec.max_time),
       extra_steps=[propensity_lib.steps_for_time(t) for t in spec.times])
+  if shared is not None:
+    # Every run goes exactly to the largest shared time.
+    grid_steps = full_grid[:int(max(shared.grid_indices)) + 1]
+    if not np.array_equal(grid_steps[shared.grid_indices] * ka.TIMESTEP,
+                          shared.times):
+      raise RuntimeError(
+          f"{output_dir}: the stored timescales {shared.times.tolist()} are "
+          "not on this run's time grid; the manifest or work/ was altered")
+  else:
+    grid_steps = full_grid
   stop_isf = propensity_lib.stop_level(spec.isf_levels)
   for k, entry in enumerate(entries):
     if entry is None or os.path.exists(configuration_path(output_dir, k)):
@@ -477,6 +539,8 @@ def _simulate(spec, output_dir, initial, num_workers, log, manifest,
              k % spec.n_chains]),
         spec.isf_wavenumber or ka.first_peak_wavenumber(
             len(types) / float(np.prod(np.asarray(box, np.float64))))))
+    if shared is not None:
+      configurations[-1].min_grid_points = len(grid_steps)
 
   # Records written by an interrupted session before it could update the
   # manifest are entered now (entries are pure functions of the settings).
@@ -501,7 +565,8 @@ def _simulate(spec, output_dir, initial, num_workers, log, manifest,
   def finalise(k):
     nonlocal session_start
     c = pending[k]
-    if _finalise(c, spec, grid_steps, log):
+    if _finalise(c, spec, grid_steps, log, shared,
+                 manifest.get("timescales")):
       del pending[k]
       manifest["configurations"][f"{k:05d}"] = _manifest_entry(spec, k)
       manifest["wall_time_s"] = (manifest.get("wall_time_s", 0.0) +
@@ -528,7 +593,8 @@ def _simulate(spec, output_dir, initial, num_workers, log, manifest,
           tasks.append(_RunTask(
               c.index, r, path, c.positions, c.types, c.box,
               spec.temperature, int(c.seeds[r]), grid_steps, c.q,
-              None if spec.times else stop_isf, c.min_grid_points,
+              None if (spec.times or shared is not None) else stop_isf,
+              c.min_grid_points,
               spec.accelerator, spec.thermostat_damping))
       n_todo = len(tasks)
       outstanding = {k: 0 for k in pending}
@@ -569,49 +635,166 @@ def _simulate(spec, output_dir, initial, num_workers, log, manifest,
           for k in range(spec.n_configurations)]
 
 
-def _finalise(c: _Configuration, spec: SimulationSpec,
-              grid_steps: np.ndarray, log) -> bool:
-  """Writes the record of configuration `c` if its runs cross every level.
+TIMESCALES_CHECKPOINT = "timescales.json"
 
-  Returns False (and raises `c.min_grid_points`) when the run-averaged ISF
-  has not crossed every level on the common grid yet; the runs are then
-  extended deterministically.
+
+def _shared_timescales(spec: SimulationSpec,
+                       references: List[preparation.ReferenceIsf],
+                       manifest: dict, work_dir: str) -> dict:
+  """The timescales of every configuration of a prepared run, as a dict.
+
+  Chosen once per state point from the equilibrium self-ISF of the A
+  particles measured along the preparation trajectories (preparation.py,
+  stage 6: time-origin average), the chains' sums and origin counts pooled
+  lag by lag. Each level's crossing is interpolated linearly in log t
+  (isf.crossing_time) and snapped to the nearest point in log t of the
+  common grid (`propensity.time_grid`, the ensembles' grid), as the
+  published data's `time_indices` are shared by all files of a
+  temperature. A resumed run reuses the stored choice: from the manifest
+  if it has one, else from `work/timescales.json`; both hold the same dict.
+
+  Returns:
+    JSON-able dict: isf_levels, time_indices (into the grid), times (τ,
+    float64 grid times = steps × 0.003), crossing_times (τ, interpolated),
+    reference_isf {times, isf, n_origins} (the pooled curve), per-chain q,
+    origins, origin interval and trajectory length, and `method`.
+  """
+  if manifest.get("timescales"):
+    return manifest["timescales"]
+  path = os.path.join(work_dir, TIMESCALES_CHECKPOINT)
+  if os.path.exists(path):
+    with open(path) as f:
+      return json.load(f)
+  longest = max(references, key=lambda r: len(r.lag_steps)).lag_steps
+  isf_sum = np.zeros(len(longest))
+  isf_count = np.zeros(len(longest), np.int64)
+  for r in references:
+    n = len(r.lag_steps)
+    if not np.array_equal(r.lag_steps, longest[:n]):
+      raise RuntimeError("the chains' reference ISFs use different grids")
+    isf_sum[:n] += r.isf_sum
+    isf_count[:n] += r.isf_count
+  grid_times = longest * ka.TIMESTEP
+  isf_mean = isf_sum / isf_count
+  ts = propensity_lib.choose_timescales(grid_times, isf_mean, spec.isf_levels)
+  if ts.missing:
+    raise RuntimeError(
+        f"the pooled equilibrium self-ISF does not cross {ts.missing} within "
+        f"{grid_times[-1]:.4g} τ")
+  result = {
+      "method": (
+          "A-particle self-ISF, isotropic sin(qr)/(qr), averaged over time "
+          "origins every τ_α/"
+          f"{preparation.ISF_ORIGINS_PER_TAU_ALPHA:g} along each "
+          "preparation chain's equilibrium production trajectory "
+          "(preparation.py, stage 6), chains pooled lag by lag; crossings "
+          "interpolated linearly in log t and snapped to the nearest grid "
+          "time in log t; the same times for every configuration"),
+      "isf_levels": [float(x) for x in spec.isf_levels],
+      "time_indices": [int(i) for i in ts.grid_indices],
+      "times": [float(t) for t in ts.times],
+      "crossing_times": [float(t) for t in ts.crossing_times],
+      "reference_isf": {
+          "times": [float(t) for t in grid_times],
+          "isf": [float(x) for x in isf_mean],
+          "n_origins": [int(n) for n in isf_count],
+      },
+      "q_per_chain": [float(r.q) for r in references],
+      "origins_per_chain": [int(r.n_origins) for r in references],
+      "origin_interval_per_chain": [
+          float(r.origin_interval_steps * ka.TIMESTEP) for r in references],
+      "trajectory_time_per_chain": [
+          float(r.trajectory_steps * ka.TIMESTEP) for r in references],
+  }
+  os.makedirs(work_dir, exist_ok=True)
+  npz_format.write_atomic_bytes(
+      path, (json.dumps(result, indent=1) + "\n").encode())
+  return result
+
+
+def _timescales_from_dict(d: dict) -> propensity_lib.Timescales:
+  return propensity_lib.Timescales(
+      grid_indices=np.asarray(d["time_indices"], np.int64),
+      times=np.asarray(d["times"], np.float64),
+      crossing_times=np.asarray(d["crossing_times"], np.float64),
+      missing=[])
+
+
+def _finalise(c: _Configuration, spec: SimulationSpec,
+              grid_steps: np.ndarray, log,
+              shared: Optional[propensity_lib.Timescales] = None,
+              shared_dict: Optional[dict] = None) -> bool:
+  """Writes the record of configuration `c` once its runs allow it.
+
+  With `shared` timescales (a prepared run with ISF levels) the runs cover
+  the whole `grid_steps`, which ends at the largest shared time, and the
+  propensity is taken at the shared grid indices. Otherwise (fixed times,
+  or an initial configuration with ISF levels) the timescales come from
+  this configuration's run-averaged ISF; returns False (and raises
+  `c.min_grid_points`) when it has not crossed every level on the common
+  grid yet; the runs are then extended deterministically.
 
   Extra arrays in the record file:
-    run_seeds [R] int64; time_grid [G] float64 (τ, the common grid);
-    isf_runs [R, G] float64; isf_mean [G] float64; time_indices [T] int64
-    (into time_grid); isf_crossing_times [T] float64 (interpolated, NaN for
-    fixed times); q float64; configuration_index int64; tau_alpha float64
-    (NaN with an initial configuration).
+    run_seeds [R] int64; time_grid [G] float64 (τ, the common grid, as far
+    as the runs went); isf_runs [R, G] float64 and isf_mean [G] float64
+    (this configuration's own ISF); time_indices [T] int64 (into
+    time_grid); isf_crossing_times [T] float64 (τ, the interpolated
+    crossings that chose the times: of the shared reference ISF in a
+    prepared run, of isf_mean with an initial configuration; NaN for fixed
+    times); own_isf_crossing_times [T] float64 (τ, crossings of this
+    configuration's isf_mean, NaN where it stays above the level within
+    time_grid, and for fixed times); q float64; configuration_index int64;
+    tau_alpha float64 (NaN with an initial configuration). With shared
+    timescales also reference_time_grid [G'] float64 (τ),
+    reference_isf [G'] float64 and reference_isf_origins [G'] int64: the
+    equilibrium ISF the times came from and its origins per lag.
   """
   runs = [_load_run(c.run_path(r))[0] for r in range(spec.n_runs)]
   n_common = propensity_lib.common_prefix(runs)
   grid_times = grid_steps[:n_common] * ka.TIMESTEP
   isf_runs = np.stack([r.isf[:n_common] for r in runs])
   isf_mean = isf_runs.mean(axis=0)
-  timescales = propensity_lib.choose_timescales(
-      grid_times, isf_mean, spec.isf_levels, spec.times)
-  if timescales.missing:
-    longest = max(len(r.steps) for r in runs)
-    if longest >= len(grid_steps) and n_common >= len(grid_steps):
+  extra = {}
+  if shared is not None:
+    if n_common < len(grid_steps):
       raise RuntimeError(
-          f"configuration {c.index}: the run-averaged self-ISF did not cross "
-          f"{timescales.missing} within --max_time={spec.max_time} τ")
-    c.min_grid_points = min(len(grid_steps),
-                            max(longest, n_common + 1,
-                                int(1.2 * n_common)))
-    log(f"configuration {c.index + 1}: ISF levels {timescales.missing} not "
-        f"yet crossed by the run average; extending runs to "
-        f"{c.min_grid_points} grid points")
-    return False
-  # Store the grid up to the last point needed, which depends only on the
-  # (deterministic) prefix of the runs, not on how far they were extended.
-  needed = [int(i) for i in timescales.grid_indices]
-  for level in spec.isf_levels:
-    needed.append(int(np.flatnonzero(isf_mean <= level)[0]))
-  n_store = max(needed) + 1
-  grid_times, isf_runs, isf_mean = (grid_times[:n_store],
-                                    isf_runs[:, :n_store], isf_mean[:n_store])
+          f"configuration {c.index}: runs end at grid point {n_common} of "
+          f"{len(grid_steps)}; delete {c.run_dir} and resume")
+    timescales = shared
+    own = [isf_lib.crossing_time(grid_times, isf_mean, level)
+           for level in spec.isf_levels]
+    reference = shared_dict["reference_isf"]
+    extra = {
+        "reference_time_grid": np.asarray(reference["times"], np.float64),
+        "reference_isf": np.asarray(reference["isf"], np.float64),
+        "reference_isf_origins": np.asarray(reference["n_origins"], np.int64),
+    }
+  else:
+    timescales = propensity_lib.choose_timescales(
+        grid_times, isf_mean, spec.isf_levels, spec.times)
+    if timescales.missing:
+      longest = max(len(r.steps) for r in runs)
+      if longest >= len(grid_steps) and n_common >= len(grid_steps):
+        raise RuntimeError(
+            f"configuration {c.index}: the run-averaged self-ISF did not "
+            f"cross {timescales.missing} within --max_time={spec.max_time} τ")
+      c.min_grid_points = min(len(grid_steps),
+                              max(longest, n_common + 1,
+                                  int(1.2 * n_common)))
+      log(f"configuration {c.index + 1}: ISF levels {timescales.missing} not "
+          f"yet crossed by the run average; extending runs to "
+          f"{c.min_grid_points} grid points")
+      return False
+    # Store the grid up to the last point needed, which depends only on the
+    # (deterministic) prefix of the runs, not on how far they were extended.
+    needed = [int(i) for i in timescales.grid_indices]
+    for level in spec.isf_levels:
+      needed.append(int(np.flatnonzero(isf_mean <= level)[0]))
+    n_store = max(needed) + 1
+    grid_times, isf_runs, isf_mean = (grid_times[:n_store],
+                                      isf_runs[:, :n_store],
+                                      isf_mean[:n_store])
+    own = list(timescales.crossing_times)
   record = record_lib.ConfigurationRecord.create(
       positions=c.positions, types=c.types, box=c.box,
       times=timescales.times,
@@ -621,18 +804,26 @@ def _finalise(c: _Configuration, spec: SimulationSpec,
       pressure=spec.pressure,
       n_runs=spec.n_runs,
       source=c.out_path)
-  npz_format.save_npz(record, c.out_path, extra_arrays={
+  npz_format.save_npz(record, c.out_path, extra_arrays=dict({
       "run_seeds": c.seeds,
       "time_grid": grid_times,
       "isf_runs": isf_runs,
       "isf_mean": isf_mean,
       "time_indices": timescales.grid_indices,
       "isf_crossing_times": timescales.crossing_times,
+      "own_isf_crossing_times": np.asarray(own, np.float64),
       "q": np.float64(c.q),
       "configuration_index": np.int64(c.index),
       "tau_alpha": np.float64(c.tau_alpha if c.tau_alpha else np.nan),
-  })
+  }, **extra))
   shutil.rmtree(c.run_dir, ignore_errors=True)
-  log(f"configuration {c.index + 1}/{spec.n_configurations} written: "
-      f"{os.path.basename(c.out_path)} (times {np.round(timescales.times, 4)})")
+  if shared is not None:
+    log(f"configuration {c.index + 1}/{spec.n_configurations} written: "
+        f"{os.path.basename(c.out_path)} (shared times "
+        f"{np.round(timescales.times, 4).tolist()}; own ISF crossings "
+        f"{np.round(own, 4).tolist()})")
+  else:
+    log(f"configuration {c.index + 1}/{spec.n_configurations} written: "
+        f"{os.path.basename(c.out_path)} (times "
+        f"{np.round(timescales.times, 4).tolist()})")
   return True

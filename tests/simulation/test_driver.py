@@ -13,6 +13,7 @@ import pytest
 from glassy_dynamics_tf.io import npz_format
 from glassy_dynamics_tf.io import record as record_lib
 from glassy_dynamics_tf.simulation import driver
+from glassy_dynamics_tf.simulation import isf as isf_lib
 
 from conftest import DEEPMIND_PICKLE
 from conftest import REPO_ROOT
@@ -58,6 +59,7 @@ def _assert_same_outputs(dir_a, dir_b):
       manifests.append(json.load(f))
   assert manifests[0]["configurations"] == manifests[1]["configurations"]
   assert manifests[0].get("tau_alpha") == manifests[1].get("tau_alpha")
+  assert manifests[0].get("timescales") == manifests[1].get("timescales")
   assert manifests[0]["status"] == manifests[1]["status"] == "complete"
 
 
@@ -76,13 +78,18 @@ def test_driver_writes_valid_records(tmp_path):
     assert record.propensity.shape == (2, 250)
     assert np.all(record.times[1:] > record.times[:-1])
     assert np.sum(record.types == 1) == 50
-    # The propensity is taken where the run-averaged ISF crosses the levels.
+    # The propensity is taken where the equilibrium ISF crosses the levels;
+    # this configuration's own run average is near them (2 runs of 250).
     times = extras["time_grid"]
     np.testing.assert_array_equal(
         times[extras["time_indices"]].astype(np.float32), record.times)
+    assert times[-1] == times[extras["time_indices"]].max()
+    reference = extras["reference_isf"][extras["time_indices"]]
+    np.testing.assert_allclose(reference, [0.9, 0.5], atol=0.06)
     mean_isf = extras["isf_mean"][extras["time_indices"]]
-    np.testing.assert_allclose(mean_isf, [0.9, 0.5], atol=0.12)
+    np.testing.assert_allclose(mean_isf, [0.9, 0.5], atol=0.15)
     np.testing.assert_allclose(extras["isf_runs"].mean(0), extras["isf_mean"])
+    assert extras["own_isf_crossing_times"].shape == (2,)
     assert extras["run_seeds"].shape == (2,)
     assert int(extras["configuration_index"]) == k
     assert extras["tau_alpha"] > 0
@@ -104,6 +111,47 @@ def test_parallel_equals_serial_and_rerun_is_a_no_op(tmp_path):
   driver.simulate(spec, str(tmp_path / "one"), num_workers=1, log=lambda m: 0)
   assert os.path.getmtime(tmp_path / "one" /
                           "configuration_00000.npz") == before
+
+
+def test_prepared_run_shares_times_chosen_on_the_stored_isf(tmp_path):
+  spec = driver.SimulationSpec(**dict(TINY, n_configurations=3,
+                                      isf_levels=(0.9, 0.7, 0.5)))
+  paths = driver.simulate(spec, str(tmp_path), num_workers=2, log=lambda m: 0)
+  loaded = [npz_format.load_npz(p, with_extras=True) for p in paths]
+  first, first_extras = loaded[0]
+  for record, extras in loaded:
+    # Bit-identical times and levels in every record.
+    assert record.times.dtype == np.float32
+    assert record.times.tobytes() == first.times.tobytes()
+    assert record.isf_levels.tobytes() == first.isf_levels.tobytes()
+    np.testing.assert_array_equal(extras["time_indices"],
+                                  first_extras["time_indices"])
+    np.testing.assert_array_equal(extras["reference_isf"],
+                                  first_extras["reference_isf"])
+  with open(tmp_path / driver.MANIFEST) as f:
+    timescales = json.load(f)["timescales"]
+  np.testing.assert_array_equal(np.float32(timescales["times"]), first.times)
+  assert timescales["isf_levels"] == [0.9, 0.7, 0.5]
+  curve_times = np.asarray(timescales["reference_isf"]["times"])
+  curve = np.asarray(timescales["reference_isf"]["isf"])
+  origins = np.asarray(timescales["reference_isf"]["n_origins"])
+  np.testing.assert_array_equal(curve, first_extras["reference_isf"])
+  np.testing.assert_array_equal(curve_times,
+                                first_extras["reference_time_grid"])
+  assert np.all(np.diff(origins) <= 0) and origins[-1] >= 1
+  for level, t, index in zip(timescales["isf_levels"], timescales["times"],
+                             timescales["time_indices"]):
+    # The stored curve crosses the level between grid points j - 1 and j;
+    # the chosen time is one of them, the nearer in log t.
+    j = int(np.flatnonzero(curve <= level)[0])
+    assert j >= 1 and curve[j - 1] > level
+    assert index in (j - 1, j) and curve_times[index] == t
+    crossing = isf_lib.crossing_time(curve_times, curve, level)
+    assert abs(np.log(t / crossing)) <= 0.5 * np.log(
+        curve_times[j] / curve_times[j - 1]) + 1e-12
+  assert sum(timescales["origins_per_chain"]) >= 16
+  # Every run went exactly to the largest shared time.
+  assert first_extras["time_grid"][-1] == max(timescales["times"])
 
 
 def test_parallel_chains(tmp_path):
@@ -312,6 +360,8 @@ def test_resume_after_sigkill_gives_identical_files(tmp_path):
   stops = [
       # during preparation,
       lambda: (work / "chain_000" / "prep_cooled.npz").exists(),
+      # while sampling and measuring the reference ISF,
+      lambda: any(work.glob("chain_000/prep_production_*.npz")),
       # during the runs of the first configuration,
       lambda: any(work.glob("configuration_00000/run_*.npz")),
       # after a record, during the next ensemble.

@@ -68,3 +68,72 @@ def test_choose_timescales_and_propensity():
   fixed = propensity.choose_timescales(grid_times, mean_isf, (), (0.4,))
   np.testing.assert_array_equal(fixed.grid_indices, [2])
   assert math.isnan(fixed.crossing_times[0])
+
+
+def _random_walk(n_steps, n_particles=40, seed=0):
+  rng = np.random.default_rng(seed)
+  steps = rng.normal(scale=0.03, size=(n_steps + 1, n_particles, 3))
+  steps[0] = rng.uniform(0, 5, size=(n_particles, 3))
+  return np.cumsum(steps, axis=0)  # [step, particle, xyz], unwrapped.
+
+
+def _feed(acc, trajectory, target, shift=0.0):
+  while acc.next_event() <= target:
+    e = acc.next_event()
+    acc.record(e, trajectory[e] + shift)
+  acc.step = target
+
+
+def test_multi_origin_isf_equals_the_brute_force_time_origin_average():
+  trajectory = _random_walk(400)
+  lags = propensity.time_grid(60)
+  mask = np.arange(40) % 5 != 0
+  acc = isf.MultiOriginIsf(lags, origin_interval=7, q=7.25, mask=mask,
+                           cap=len(lags), stop_level=0.0)
+  _feed(acc, trajectory, 400)
+  mean = acc.mean()
+  assert acc.n_origins == len(range(0, 401, 7))
+  for j, lag in enumerate(lags[:len(mean)]):
+    origins = [s for s in range(0, 401, 7) if s + lag <= 400]
+    values = [isf.self_isf(np.linalg.norm(trajectory[s + lag] - trajectory[s],
+                                          axis=-1), 7.25, mask)
+              for s in origins]
+    assert acc.isf_count[j] == len(origins)
+    assert mean[j] == pytest.approx(np.mean(values), rel=1e-12)
+
+
+def test_multi_origin_isf_checkpoint_resumes_in_a_shifted_frame():
+  # A restarted LAMMPS session may unwrap into a frame shifted by box
+  # images; the checkpoint keeps open origins relative to the current
+  # positions, so the result is the same.
+  trajectory = _random_walk(300, seed=1)
+  lags = propensity.time_grid(100)
+  mask = np.ones(40, bool)
+  whole = isf.MultiOriginIsf(lags, 9, 7.25, mask, cap=20, stop_level=0.5)
+  _feed(whole, trajectory, 300)
+  split = isf.MultiOriginIsf(lags, 9, 7.25, mask, cap=20, stop_level=0.5)
+  _feed(split, trajectory, 130)
+  shift = np.zeros((40, 3))
+  shift[::3, 0] = 9.0  # whole-box image changes of some particles.
+  arrays = split.to_arrays(trajectory[130])
+  resumed = isf.MultiOriginIsf.from_arrays(arrays, trajectory[130] + shift)
+  _feed(resumed, trajectory, 300, shift=shift)
+  np.testing.assert_array_equal(resumed.isf_count, whole.isf_count)
+  np.testing.assert_allclose(resumed.isf_sum, whole.isf_sum, rtol=1e-12)
+  assert resumed.cap == whole.cap and resumed.n_origins == whole.n_origins
+
+
+def test_multi_origin_isf_cap_grows_until_the_stop_level():
+  # Particles hop by a growing distance: the ISF decays slowly, so the
+  # cap must grow past its first value to reach the stop level.
+  lags = propensity.time_grid(2000)
+  n = 50
+  trajectory = np.zeros((2001, n, 3))
+  trajectory[:, :, 0] = (np.arange(2001) / 2000.0)[:, None] * np.linspace(
+      0.1, 1.5, n)[None]
+  acc = isf.MultiOriginIsf(lags, 500, 7.25, np.ones(n, bool), cap=10,
+                           stop_level=0.3)
+  _feed(acc, trajectory, 2000)
+  assert acc.cap > 10
+  j = isf.first_crossing_index(acc.mean(), 0.3)
+  assert j >= 0 and j < acc.cap
