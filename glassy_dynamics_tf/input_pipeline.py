@@ -76,6 +76,14 @@ class DatasetMetadata:
     max_edges: edges per padded example (>= largest graph, self-loops
       included).
     num_examples: split name -> number of configurations.
+    target_mean, target_std: [n_outputs] float, σ_AA units, mean and
+      standard deviation of the type-A propensity of each selected timescale
+      over the train split, when `config.train.standardize_targets`: the
+      network then learns (propensity - mean) / std, which weighs every
+      timescale equally in the multi-timescale loss (short-time propensities
+      are an order of magnitude smaller than those at τ_α). Empty = the
+      network learns raw propensities (the paper's single-timescale setup).
+      The exported SavedModel undoes the scaling; its outputs are σ_AA.
   """
   dataset_name: str
   times: Tuple[float, ...]
@@ -84,6 +92,8 @@ class DatasetMetadata:
   max_nodes: int
   max_edges: int
   num_examples: Dict[str, int]
+  target_mean: Tuple[float, ...] = ()
+  target_std: Tuple[float, ...] = ()
 
   @property
   def n_outputs(self) -> int:
@@ -101,6 +111,8 @@ class DatasetMetadata:
         "max_nodes": int(self.max_nodes),
         "max_edges": int(self.max_edges),
         "num_examples": {k: int(v) for k, v in self.num_examples.items()},
+        "target_mean": [float(x) for x in self.target_mean],
+        "target_std": [float(x) for x in self.target_std],
     }
 
   @classmethod
@@ -113,7 +125,9 @@ class DatasetMetadata:
         timescale_indices=tuple(int(i) for i in d["timescale_indices"]),
         max_nodes=int(d["max_nodes"]),
         max_edges=int(d["max_edges"]),
-        num_examples={k: int(v) for k, v in d["num_examples"].items()})
+        num_examples={k: int(v) for k, v in d["num_examples"].items()},
+        target_mean=tuple(float(x) for x in d.get("target_mean", ())),
+        target_std=tuple(float(x) for x in d.get("target_std", ())))
 
 
 # ------------------------------------------------------------- records ---
@@ -258,16 +272,27 @@ def compute_metadata(splits: Mapping[str, tf.data.Dataset], config,
         "n_edges": tf.shape(graph.senders)[0],
         "times": example["times"],
         "isf_levels": example["isf_levels"],
+        "propensity_a": tf.boolean_mask(
+            tf.transpose(example["propensity"]),
+            tf.equal(example["types"], int(record_lib.ParticleType.A))),
     }
 
   n_nodes, n_edges, counts = [], [], {}
   times = isf_levels = None
+  standardize = bool(config.train.get("standardize_targets", False))
+  moments = np.zeros((3, 0))  # count, sum, sum of squares per timescale
   for split, dataset in splits.items():
     count = 0
     for s in _checked(dataset.map(sizes).as_numpy_iterator(), split,
                       dataset_name or config.dataset.name):
       n_nodes.append(int(s["n_nodes"]))
       n_edges.append(int(s["n_edges"]))
+      if split == "train" and standardize:
+        p = s["propensity_a"].astype(np.float64)  # [n_A, T]
+        if moments.shape[1] != p.shape[1]:
+          moments = np.zeros((3, p.shape[1]))
+        moments += [np.full(p.shape[1], p.shape[0]), p.sum(0),
+                    np.square(p).sum(0)]
       if times is None:
         times, isf_levels = s["times"], s["isf_levels"]
       elif s["times"].shape != times.shape:
@@ -298,6 +323,17 @@ def compute_metadata(splits: Mapping[str, tf.data.Dataset], config,
         f"config.graph.max_edges={max_edges} is too small: the data has a "
         f"graph with {max(n_edges)} edges")
   indices = resolve_timescale_indices(config, times.size)
+  target_mean = target_std = ()
+  if standardize:
+    if "train" not in counts or not moments[0].all():
+      raise PipelineError(
+          "config.train.standardize_targets needs type-A particles in a "
+          "'train' split to measure the propensity's mean and spread")
+    mean = moments[1] / moments[0]
+    std = np.sqrt(np.maximum(moments[2] / moments[0] - mean**2, 0.0))
+    target_mean = tuple(float(mean[i]) for i in indices)
+    # A timescale with no spread (impossible for real data) keeps its scale.
+    target_std = tuple(float(std[i]) if std[i] > 0 else 1.0 for i in indices)
   return DatasetMetadata(
       dataset_name=dataset_name or config.dataset.name,
       times=tuple(float(times[i]) for i in indices),
@@ -305,7 +341,9 @@ def compute_metadata(splits: Mapping[str, tf.data.Dataset], config,
       timescale_indices=indices,
       max_nodes=max_nodes,
       max_edges=max_edges,
-      num_examples=counts)
+      num_examples=counts,
+      target_mean=target_mean,
+      target_std=target_std)
 
 
 def _checked(iterator, split: str, name: str):
@@ -351,19 +389,25 @@ def graph_dataset(records: tf.data.Dataset, config,
         float32 (σ_AA units), which only the augmentation reads (it restricts
         the symmetries to those of the box) and train_dataset /
         eval_dataset drop;
-      propensity: [max_nodes, n_outputs] float32, σ_AA units (0 on padding);
+      propensity: [max_nodes, n_outputs] float32, σ_AA units, or
+        standardised by metadata.target_mean/std when those are set (0 on
+        padding);
       weights: [max_nodes] float32, 1 for real type-A particles, else 0.
   """
   cutoff = float(config.graph.cutoff)
   self_loops = bool(config.graph.self_loops)
   indices = tf.constant(metadata.timescale_indices, tf.int32)
   max_nodes, max_edges = metadata.max_nodes, metadata.max_edges
+  target_mean = tf.constant(metadata.target_mean, tf.float32)
+  target_std = tf.constant(metadata.target_std, tf.float32)
 
   def to_example(r):
     graph = graphs.build_graph_tf(r["positions"], r["box"], cutoff, self_loops)
     features = graphs.pad_graph_tf(r["types"], graph, max_nodes, max_edges)
     n = tf.shape(r["types"])[0]
     propensity = tf.transpose(tf.gather(r["propensity"], indices))  # [n, T]
+    if metadata.target_mean:
+      propensity = (propensity - target_mean) / target_std
     propensity = tf.pad(propensity, [[0, max_nodes - n], [0, 0]])
     propensity = tf.ensure_shape(propensity,
                                  [max_nodes, metadata.n_outputs])

@@ -311,12 +311,17 @@ class PropensityPredictor(tf.Module):
   """
 
   def __init__(self, core: snt.Module, cutoff: float, self_loops: bool,
-               metadata_json: str):
+               metadata_json: str, target_mean=(), target_std=()):
+    """See class docstring; target_mean/std [n_outputs], σ_AA units, undo
+    the training targets' standardisation (empty: outputs are already σ_AA).
+    """
     super().__init__(name="propensity_predictor")
     self.core = core
     self._cutoff = float(cutoff)
     self._self_loops = bool(self_loops)
     self._metadata_json = metadata_json
+    self._target_mean = tuple(float(x) for x in target_mean)
+    self._target_std = tuple(float(x) for x in target_std)
 
   @tf.function(input_signature=[
       tf.TensorSpec([None, 3], tf.float32, name="positions"),
@@ -341,7 +346,11 @@ class PropensityPredictor(tf.Module):
         message="types and positions must have the same number of particles")
     n = tf.shape(types)[0]
     graph_tuple = _graphs_tuple(types, graph, n)
-    return {"propensity": self.core(graph_tuple)}
+    propensity = self.core(graph_tuple)
+    if self._target_mean:
+      propensity = (propensity * tf.constant(self._target_std) +
+                    tf.constant(self._target_mean))
+    return {"propensity": propensity}
 
   @tf.function(input_signature=[])
   def metadata(self):
@@ -416,7 +425,9 @@ def export_saved_model(module_or_model, config, metadata: Union[
   metadata_json = json.dumps(info, indent=2, sort_keys=True)
   core = sonnet_core(module_or_model)
   predictor = PropensityPredictor(core, config.graph.cutoff,
-                                  config.graph.self_loops, metadata_json)
+                                  config.graph.self_loops, metadata_json,
+                                  info.get("target_mean", ()),
+                                  info.get("target_std", ()))
   # Check the output width against the metadata before writing anything.
   probe = _probe_configuration(float(config.graph.cutoff))
   width = predictor.predict(*probe)["propensity"].shape[-1]

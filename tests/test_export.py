@@ -43,7 +43,9 @@ def test_round_trip_gives_identical_predictions(trained):
   loaded = tf.saved_model.load(path)
   predict = loaded.signatures["predict"]
   in_memory = training.PropensityPredictor(
-      model.network, config.graph.cutoff, config.graph.self_loops, "{}")
+      model.network, config.graph.cutoff, config.graph.self_loops, "{}",
+      metadata.target_mean, metadata.target_std)
+  assert metadata.target_std  # the export must undo the standardisation.
   batch = input_pipeline.eval_dataset(input_pipeline.graph_dataset(
       input_pipeline.records_dataset(records), config, metadata), 1)
   for record, (x, _, _) in zip(records, batch):
@@ -54,7 +56,9 @@ def test_round_trip_gives_identical_predictions(trained):
     np.testing.assert_array_equal(exported,
                                   in_memory.predict(**args)["propensity"])
     # The padded Keras path agrees up to float summation order.
-    padded = model(x).numpy()[0, :record.n_particles]
+    padded = (model(x).numpy()[0, :record.n_particles] *
+              np.float32(metadata.target_std) +
+              np.float32(metadata.target_mean))
     np.testing.assert_allclose(exported, padded, rtol=1e-5, atol=1e-6)
   # Unwrapped positions (a whole box away) give the same prediction.
   record = records[0]

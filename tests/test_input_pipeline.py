@@ -61,10 +61,35 @@ def test_padded_example_shapes_masks_and_labels(config, records):
     assert np.all(features["senders"][graph.n_edges:] ==
                   metadata.max_nodes - 1)
     assert propensity.shape == (metadata.max_nodes, 2)
-    np.testing.assert_array_equal(propensity[:n], record.propensity.T)
+    # Labels are standardised with the train split's type-A statistics.
+    np.testing.assert_allclose(
+        propensity[:n] * metadata.target_std + metadata.target_mean,
+        record.propensity.T, rtol=1e-5, atol=1e-6)
     assert np.all(propensity[n:] == 0)
     np.testing.assert_array_equal(weights[:n], record.types == 0)
     assert np.all(weights[n:] == 0)
+
+
+def test_target_statistics_are_type_a_train_moments(config, records):
+  metadata = _metadata(config, records)
+  a = np.concatenate([r.propensity[:, r.types == 0] for r in records], 1)
+  np.testing.assert_allclose(metadata.target_mean, a.mean(1), rtol=1e-6)
+  np.testing.assert_allclose(metadata.target_std, a.std(1), rtol=1e-5)
+  # The validation split does not contribute; raw labels without the flag.
+  with_validation = input_pipeline.compute_metadata(
+      {"train": input_pipeline.records_dataset(records[:2]),
+       "validation": input_pipeline.records_dataset(records[2:])}, config)
+  b = np.concatenate([r.propensity[:, r.types == 0] for r in records[:2]], 1)
+  np.testing.assert_allclose(with_validation.target_mean, b.mean(1),
+                             rtol=1e-6)
+  config.train.standardize_targets = False
+  raw = _metadata(config, records)
+  assert raw.target_mean == () and raw.target_std == ()
+  dataset = input_pipeline.graph_dataset(
+      input_pipeline.records_dataset(records), config, raw)
+  _, propensity, _ = next(dataset.as_numpy_iterator())
+  np.testing.assert_array_equal(propensity[:records[0].n_particles],
+                                records[0].propensity.T)
 
 
 def test_timescale_selection(config, records):
@@ -76,7 +101,9 @@ def test_timescale_selection(config, records):
       input_pipeline.records_dataset(records[:1]), config, metadata)
   _, propensity, _ = next(dataset.as_numpy_iterator())
   n = records[0].n_particles
-  np.testing.assert_array_equal(propensity[:n, 0], records[0].propensity[1])
+  np.testing.assert_allclose(
+      propensity[:n, 0] * metadata.target_std[0] + metadata.target_mean[0],
+      records[0].propensity[1], rtol=1e-5, atol=1e-6)
 
 
 def test_bad_timescale_index_names_it(config, records):

@@ -47,6 +47,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.graph = ml_collections.ConfigDict()
   config.graph.cutoff = 2.0        # σ_AA, edges for |r_ij| < cutoff (Methods).
   config.graph.self_loops = True   # as in the original release.
+  # Static padding of every example (XLA/TPU need static shapes);
+  # 0 = measured from the data (largest configuration and graph).
+  config.graph.max_nodes = 0
+  config.graph.max_edges = 0
 
   config.model = ml_collections.ConfigDict()
   config.model.latent_size = 64
@@ -65,6 +69,15 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.strategy = "default"    # default | mirrored | multi_worker | tpu
   config.train.jit_compile = True
   config.train.seed = 0
+  # Learn (propensity - mean) / std per timescale (train-split statistics),
+  # so that every timescale weighs the same in the multi-timescale loss. The
+  # paper trains one raw-propensity network per timescale; for a single
+  # timescale this only rescales the loss. The SavedModel outputs σ_AA.
+  config.train.standardize_targets = True
+  config.train.deterministic = False    # TF op determinism (slower).
+  config.train.backup_every_steps = 0   # BackupAndRestore; 0 = every epoch.
+  config.train.log_every_steps = 0      # TensorBoard; 0 = every epoch.
+  config.train.tpu_address = ""         # for strategy = "tpu".
 
   config.evaluate = ml_collections.ConfigDict()
   config.evaluate.split = "test"
