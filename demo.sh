@@ -22,11 +22,11 @@ tfds build datasets/glassy_dynamics --config=demo \
   --manual_dir="$OUT/simulated" --data_dir="$TFDS_DIR"
 
 stage "3/4 train the graph network"
-python train_main.py --config="$CONFIG" --workdir="$OUT/train" \
+python train_main.py --config="$CONFIG" --workdir="$OUT/gnn" \
   --data_dir="$TFDS_DIR"
 
 stage "4/4 evaluate on the test split against physics baselines"
-python evaluate_main.py --model="$OUT/train" --dataset=glassy_dynamics/demo \
+python evaluate_main.py --model="$OUT/gnn" --dataset=glassy_dynamics/demo \
   --data_dir="$TFDS_DIR" --split=test --output_dir="$OUT/report"
 
 stage "done: report in $OUT/report (report.json, figures)"

@@ -8,38 +8,54 @@ Prints a table (per timescale: time, ISF level, Pearson mean ± std over the
 type-A particles of each configuration, for every model and baseline) and
 writes report.json, metrics.csv, table.txt and figures/ (Fig. 3b, Extended
 Data Figs. 4-7 and 10 of Bapst et al. 2020). Several --dataset values add the
-transfer matrix of the paper's Fig. 3c. See glassy_dynamics_tf/evaluation.py.
+transfer matrix of the paper's Fig. 3c. Settings come from the `evaluate`
+section of --config (default: glassy_dynamics_tf/configs/default.py), e.g.
+--config.evaluate.top_fraction=0.05 --config.evaluate.n_plot_configurations=4;
+--split, --train_split and --baselines override it. See
+glassy_dynamics_tf/evaluation.py.
 """
 
+import os
 import sys
 
 from absl import app
 from absl import flags
+from ml_collections import config_flags
 
 from glassy_dynamics_tf import baselines
 from glassy_dynamics_tf import evaluation
 from glassy_dynamics_tf.io import record as record_lib
 
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                           "glassy_dynamics_tf", "configs", "default.py"),
+    "Config file; its `evaluate` section sets the split, the baselines, "
+    "top_fraction (mobile class of the accuracy/ROC-AUC metrics and of the "
+    "slice plots), n_plot_configurations and slice_thickness. Override "
+    "with e.g. --config.evaluate.top_fraction=0.05.", lock_config=True)
 _MODEL = flags.DEFINE_multi_string(
     "model", [], "SavedModel directory or train workdir holding "
     "saved_model/; repeat the flag or give a comma list.")
 _DATASET = flags.DEFINE_multi_string(
     "dataset", [], "TFDS name, e.g. glassy_dynamics/demo; several give a "
     "transfer matrix. Repeat or comma list.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data_dir.")
-_SPLIT = flags.DEFINE_string("split", "test", "Split to evaluate.")
+_DATA_DIR = flags.DEFINE_string(
+    "data_dir", None, "TFDS data_dir; default: config.dataset.data_dir, "
+    "else the TFDS default.")
+_SPLIT = flags.DEFINE_string(
+    "split", None, "Split to evaluate; default: config.evaluate.split.")
 _TRAIN_SPLIT = flags.DEFINE_string(
-    "train_split", "train", "Split the fitted baselines are fitted on.")
+    "train_split", None, "Split the fitted baselines are fitted on; "
+    "default: config.evaluate.train_split.")
 _BASELINES = flags.DEFINE_list(
-    "baselines", ["potential_energy", "neighbour_count"],
-    f"Comma list from {sorted(baselines.BASELINES)}; empty for none.")
+    "baselines", None,
+    f"Comma list from {sorted(baselines.BASELINES)}; empty for none; "
+    "default: config.evaluate.baselines.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None,
                                   "Where the report and figures go.")
 _MAX_CONFIGURATIONS = flags.DEFINE_integer(
     "max_configurations", 0, "Read at most this many configurations per "
     "split (0 = all).")
-_N_PLOT = flags.DEFINE_integer(
-    "n_plot_configurations", 2, "Configurations drawn as 2-D slices.")
 _FIGURES = flags.DEFINE_bool("figures", True, "Write PNG figures.")
 
 
@@ -56,18 +72,22 @@ def main(argv):
   datasets = _split_list(_DATASET.value)
   if not datasets:
     raise app.UsageError("--dataset is required (e.g. glassy_dynamics/demo)")
-  for name in _BASELINES.value:
+  config = _CONFIG.value
+  baseline_names = (config.evaluate.baselines if _BASELINES.value is None
+                    else _BASELINES.value)
+  for name in baseline_names:
     if name not in baselines.BASELINES:
       raise app.UsageError(f"--baselines: unknown baseline '{name}'; known: "
                            f"{sorted(baselines.BASELINES)}")
   try:
     evaluation.run(
         models=_split_list(_MODEL.value), datasets=datasets,
-        output_dir=_OUTPUT_DIR.value, split=_SPLIT.value,
-        train_split=_TRAIN_SPLIT.value, baseline_names=_BASELINES.value,
-        data_dir=_DATA_DIR.value,
+        output_dir=_OUTPUT_DIR.value, config=config.evaluate,
+        split=_SPLIT.value, train_split=_TRAIN_SPLIT.value,
+        baseline_names=baseline_names,
+        data_dir=_DATA_DIR.value or config.dataset.data_dir or None,
         max_configurations=_MAX_CONFIGURATIONS.value,
-        n_plot_configurations=_N_PLOT.value, figures=_FIGURES.value)
+        figures=_FIGURES.value)
   except (FileNotFoundError, evaluation.EvaluationError,
           baselines.BaselineError, record_lib.RecordError) as e:
     # Errors of the user's inputs: the message names the thing, no traceback.

@@ -18,6 +18,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from glassy_dynamics_tf import console
 from glassy_dynamics_tf import input_pipeline
 from glassy_dynamics_tf import training
 
@@ -48,6 +49,7 @@ def main(argv):
                          "--config=glassy_dynamics_tf/configs/demo.py")
   if not _WORKDIR.value:
     raise app.UsageError("--workdir is required")
+  console.quiet_library_logs()
   config = _CONFIG.value
   if _STRATEGY.value:
     with config.unlocked():

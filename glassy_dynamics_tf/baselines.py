@@ -17,8 +17,10 @@ with a "fit on train, apply to test" interface:
 
 Baselines (name: source):
   potential_energy: per-particle Kob-Andersen energy (half the pair sum), the
-    "potential energy" line of the paper's Fig. 3b / Extended Data Fig. 3.
-    Unfitted; high energy = loosely bound = predicted mobile.
+    "potential energy" line of the paper's Fig. 3b / Extended Data Fig. 3,
+    computed by `simulation.kob_andersen` with the simulator's convention
+    (cut at 2.5 σ_αβ, shifted: `kob_andersen.SHIFTED`). Unfitted; high
+    energy = loosely bound = predicted mobile.
   neighbour_count: linear regression of propensity on the numbers of A and B
     neighbours within a radius r, fitted per timescale on the train split
     (Extended Data Fig. 10 sweeps r). The radius used for a timescale is the
@@ -41,15 +43,15 @@ metrics are (Methods).
 
 import abc
 import dataclasses
-from typing import Dict, NamedTuple, Sequence
+from typing import Dict, Sequence
 
 import numpy as np
-from scipy import spatial
 from sklearn import linear_model
 from sklearn import preprocessing
 
 from glassy_dynamics_tf import metrics
 from glassy_dynamics_tf import periodic
+from glassy_dynamics_tf.simulation import kob_andersen as ka
 
 TYPE_A, TYPE_B = 0, 1
 N_TYPES = 2
@@ -60,154 +62,23 @@ class BaselineError(ValueError):
 
 
 # ---------------------------------------------------------------------------
-# Periodic neighbour pairs.
+# Neighbour pairs: periodic.neighbour_pairs, with its errors translated.
 
 
-class Pairs(NamedTuple):
-  """Unordered particle pairs closer than a cut-off, each listed once.
+def _neighbour_pairs(positions, box, cutoff: float) -> periodic.Pairs:
+  """`periodic.neighbour_pairs`, its errors as BaselineError.
 
-  Fields:
-    i, j: [n_pairs] int64, i < j.
-    vectors: [n_pairs, 3] float64, minimum image of r_j - r_i, σ_AA units.
-    distances: [n_pairs] float64, |vectors|, σ_AA units.
-  """
-  i: np.ndarray
-  j: np.ndarray
-  vectors: np.ndarray
-  distances: np.ndarray
-
-
-def neighbour_pairs(positions, box, cutoff: float) -> Pairs:
-  """All pairs with a periodic-image distance < cutoff.
-
-  For boxes with every edge > 2·cutoff each pair has at most one image in
-  range (minimum image, periodic k-d tree). Smaller boxes (tiny test
-  systems) are handled by summing over every image in range, as LAMMPS
-  does: a pair may then appear several times with different vectors, and a
-  particle may pair with its own images (i == j, each ± image pair listed
-  once, so that "half to each end" bookkeeping counts it fully).
-
-  Args:
-    positions: [n, 3] float, σ_AA units (wrapped here, any input is fine).
-    box: [3] float, box edges, σ_AA units.
-    cutoff: σ_AA units.
+  Boxes with an edge not above 2·cutoff sum every periodic image in range
+  (see periodic.Pairs).
 
   Raises:
-    BaselineError: if a small box would need too many images.
+    BaselineError: bad positions or box, or a box so small that too many
+      periodic images would be needed (the message says which).
   """
-  box = np.asarray(box, np.float64).reshape(3)
-  positions = periodic.wrap(np.asarray(positions, np.float64), box)
-  if np.any(box <= 2.0 * cutoff):
-    return _image_pairs(positions, box, cutoff)
-  tree = spatial.cKDTree(positions, boxsize=box)
-  pairs = tree.query_pairs(cutoff, output_type="ndarray")
-  if pairs.size == 0:
-    pairs = np.zeros((0, 2), np.int64)
-  i, j = pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
-  vectors = periodic.minimum_image(positions[j] - positions[i], box)
-  distances = np.linalg.norm(vectors, axis=-1)
-  keep = distances < cutoff  # the tree's test is <=; ours is strict.
-  return Pairs(i[keep], j[keep], vectors[keep], distances[keep])
-
-
-def _image_pairs(positions, box, cutoff: float) -> Pairs:
-  """Brute force over periodic images, for boxes smaller than 2·cutoff."""
-  n = positions.shape[0]
-  reach = np.ceil(cutoff / box).astype(int) + 1
-  shifts = np.stack(np.meshgrid(*[np.arange(-k, k + 1) for k in reach],
-                                indexing="ij"), -1).reshape(-1, 3)
-  if n * n * len(shifts) > 20_000_000:
-    raise BaselineError(
-        f"box {box.tolist()} is smaller than 2 × cutoff = {2 * cutoff} σ and "
-        f"the {n} particles would need {len(shifts)} periodic images; use a "
-        "larger box")
-  i, j = np.triu_indices(n, k=0)
-  out_i, out_j, out_v = [], [], []
-  for shift in shifts:
-    if i.size == 0:
-      break
-    vectors = positions[j] - positions[i] + shift * box
-    keep = np.linalg.norm(vectors, axis=-1) < cutoff
-    same = i == j
-    # Self images: keep one of each ± pair (first non-zero component > 0).
-    nonzero = shift[np.flatnonzero(shift)[0]] if shift.any() else 0
-    keep &= ~same | (nonzero > 0)
-    out_i.append(i[keep])
-    out_j.append(j[keep])
-    out_v.append(vectors[keep])
-  vectors = np.concatenate(out_v) if out_v else np.zeros((0, 3))
-  return Pairs(np.concatenate(out_i).astype(np.int64),
-               np.concatenate(out_j).astype(np.int64), vectors,
-               np.linalg.norm(vectors, axis=-1))
-
-
-# ---------------------------------------------------------------------------
-# Kob-Andersen potential energy.
-
-
-@dataclasses.dataclass(frozen=True)
-class KobAndersenPotential:
-  """Kob-Andersen binary Lennard-Jones mixture (Kob & Andersen, PRE 51, 4626
-  (1995)), in units of ε_AA and σ_AA.
-
-  V_αβ(r) = 4 ε_αβ [(σ_αβ/r)¹² − (σ_αβ/r)⁶] for r < cutoff_factor·σ_αβ, else 0;
-  minus V_αβ(cut-off) if `shifted`. The default (unshifted, 2.5 σ_αβ) is
-  what the simulator runs: LAMMPS `pair_style lj/cut 2.5` without
-  `pair_modify shift yes` (DESIGN.md, "Verified physics").
-  """
-  epsilon: tuple = ((1.0, 1.5), (1.5, 0.5))   # [α][β], ε_AA units
-  sigma: tuple = ((1.0, 0.8), (0.8, 0.88))    # [α][β], σ_AA units
-  cutoff_factor: float = 2.5
-  shifted: bool = False
-
-  def cutoffs(self) -> np.ndarray:
-    """[2, 2] float64, cut-off radius per type pair, σ_AA units."""
-    return self.cutoff_factor * np.asarray(self.sigma, np.float64)
-
-  def pair_energy(self, r, type_i, type_j) -> np.ndarray:
-    """V_αβ(r), ε_AA units; zero at and beyond the cut-off.
-
-    Args:
-      r: [...] float, distances, σ_AA units, > 0.
-      type_i, type_j: [...] int, species of the two particles (broadcast).
-    """
-    r = np.asarray(r, np.float64)
-    eps = np.asarray(self.epsilon, np.float64)[type_i, type_j]
-    sig = np.asarray(self.sigma, np.float64)[type_i, type_j]
-    rc = self.cutoff_factor * sig
-    def lj(x):
-      s6 = (sig / x)**6
-      return 4.0 * eps * (s6 * s6 - s6)
-    energy = lj(r)
-    if self.shifted:
-      energy = energy - lj(rc)
-    return np.where(r < rc, energy, 0.0)
-
-
-def potential_energy_per_particle(
-    positions, types, box,
-    potential: KobAndersenPotential = KobAndersenPotential()) -> np.ndarray:
-  """Per-particle potential energy e_i = ½ Σ_j V(r_ij) (Fig. 3b baseline).
-
-  The halves add up to the total energy Σ_{i<j} V(r_ij).
-
-  Args:
-    positions: [n, 3] float, σ_AA units.
-    types: [n] int, 0 = A, 1 = B.
-    box: [3] float, σ_AA units (boxes under 2 × 2.5 σ: all images summed).
-    potential: the pair potential (default: unshifted KA, 2.5 σ_αβ).
-
-  Returns:
-    [n] float64, ε_AA units.
-  """
-  types = np.asarray(types, np.int64).reshape(-1)
-  _check_configuration(positions, types, box)
-  pairs = neighbour_pairs(positions, box, float(potential.cutoffs().max()))
-  half = 0.5 * potential.pair_energy(pairs.distances, types[pairs.i],
-                                     types[pairs.j])
-  n = types.size
-  return (np.bincount(pairs.i, half, minlength=n) +
-          np.bincount(pairs.j, half, minlength=n))
+  try:
+    return periodic.neighbour_pairs(positions, box, cutoff)
+  except ValueError as e:  # includes periodic.TooManyImagesError
+    raise BaselineError(str(e)) from e
 
 
 # ---------------------------------------------------------------------------
@@ -232,7 +103,7 @@ def neighbour_counts(positions, types, box, radii) -> np.ndarray:
   types = np.asarray(types, np.int64).reshape(-1)
   radii = np.asarray(radii, np.float64).reshape(-1)
   _check_configuration(positions, types, box)
-  pairs = neighbour_pairs(positions, box, float(radii.max()))
+  pairs = _neighbour_pairs(positions, box, float(radii.max()))
   n = types.size
   counts = np.zeros((n, radii.size, N_TYPES))
   for k, r in enumerate(radii):
@@ -293,7 +164,7 @@ def symmetry_functions(
   _check_configuration(positions, types, box)
   n = types.size
   cutoff = max(params.radial_cutoff, params.angular_cutoff)
-  pairs = neighbour_pairs(positions, box, cutoff)
+  pairs = _neighbour_pairs(positions, box, cutoff)
   centres = np.asarray(params.radial_centres, np.float64)
   gauss = np.exp(-(pairs.distances[:, None] - centres[None, :])**2 /
                  (2.0 * params.radial_width**2))
@@ -307,7 +178,7 @@ def symmetry_functions(
   return np.concatenate([radial.reshape(n, -1), angular], axis=1)
 
 
-def _angular_functions(pairs: Pairs, n: int,
+def _angular_functions(pairs: periodic.Pairs, n: int,
                        params: SymmetryFunctionParameters) -> np.ndarray:
   """Ψ(i; ξ, λ, ζ) of every particle: [n, n_ξ · n_λ · n_ζ] float64."""
   close = pairs.distances < params.angular_cutoff
@@ -381,17 +252,29 @@ class PotentialEnergyBaseline(Baseline):
   """Per-particle Kob-Andersen potential energy (Fig. 3b, ED Fig. 3)."""
   name = "potential_energy"
 
-  def __init__(self, shifted: bool = False):
-    self.potential = KobAndersenPotential(shifted=shifted)
+  def __init__(self, shifted: bool = ka.SHIFTED):
+    """shifted: default the simulator's convention (kob_andersen.SHIFTED)."""
+    self.shifted = bool(shifted)
 
   def predict(self, record) -> np.ndarray:
-    energy = potential_energy_per_particle(record.positions, record.types,
-                                           record.box, self.potential)
+    types = np.asarray(record.types).reshape(-1)
+    _check_configuration(record.positions, types, record.box)
+    try:
+      energy = ka.per_particle_potential_energy(record.positions, types,
+                                                record.box, self.shifted)
+    except ValueError as e:  # includes periodic.TooManyImagesError
+      raise BaselineError(f"baseline '{self.name}': {e}") from e
     return np.repeat(energy[:, None], _n_timescales(record), axis=1)
 
   def describe(self) -> dict:
-    return {**super().describe(), "shifted": self.potential.shifted,
-            "cutoff_factor": self.potential.cutoff_factor,
+    return {**super().describe(),
+            "potential": (
+                "Kob-Andersen LJ (KA 1995), truncated at 2.5 sigma_ab and "
+                f"{'shifted' if self.shifted else 'not shifted'} "
+                f"(LAMMPS pair_modify shift {'yes' if self.shifted else 'no'})"
+            ),
+            "shifted": self.shifted,
+            "cutoff_factor": ka.CUTOFF_FACTOR,
             "units": "epsilon_AA"}
 
 

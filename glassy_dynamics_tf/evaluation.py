@@ -10,7 +10,10 @@ and the record timescales its outputs stand for), so it is tested without a
 TFDS dataset or a trained network. The rest of the module loads the inputs
 (`load_split` through TFDS, `SavedModelPredictor` from a SavedModel with the
 `predict` signature of docs/CONTRACTS.md) and writes the outputs
-(`report.json`, `metrics.csv`, the printed table).
+(`report.json`, `metrics.csv`, the printed table). `run`, the whole of
+evaluate_main.py, takes its settings (split, baselines, the top fraction of
+the mobile class, how many configurations are drawn as slices and how thick)
+from the `evaluate` section of a config (configs/default.py).
 
 Report layout (every number per timescale, with times and ISF levels):
   {"dataset", "split", "n_configurations", "ids", "temperature",
@@ -31,10 +34,12 @@ import os
 from typing import Callable, Dict, List, Optional, Sequence
 
 from absl import logging
+import ml_collections
 import numpy as np
 
 from glassy_dynamics_tf import baselines as baselines_lib
 from glassy_dynamics_tf import metrics
+from glassy_dynamics_tf.configs import default as default_config
 from glassy_dynamics_tf.io import record as record_lib
 
 INV_E = math.exp(-1.0)
@@ -522,8 +527,14 @@ def _check_prediction(raw: np.ndarray, record, n_outputs: int, name: str,
 
 
 def write_figures(evaluation: Evaluation, output_dir: str,
-                  sweep: Optional[dict] = None) -> List[str]:
-  """Writes the report's figures into output_dir/figures/; returns paths."""
+                  sweep: Optional[dict] = None,
+                  slice_thickness: float = 1.0) -> List[str]:
+  """Writes the report's figures into output_dir/figures/; returns paths.
+
+  One slice PNG per kept sample and timescale (the samples are the first
+  `n_plot_configurations` of `run`), marking the report's `top_fraction`;
+  `slice_thickness` is the slab thickness, σ_AA.
+  """
   try:
     from glassy_dynamics_tf import plots  # pylint: disable=g-import-not-at-top
   except ImportError as e:
@@ -546,7 +557,7 @@ def write_figures(evaluation: Evaluation, output_dir: str,
             sample.predictions,
             os.path.join(fig_dir, f"slice_{_safe(sample.id)}_t{j}.png"),
             timescale=j, time=report["times"][j],
-            top_fraction=report["top_fraction"]))
+            thickness=slice_thickness, top_fraction=report["top_fraction"]))
   if sweep:
     paths.append(plots.neighbour_sweep(
         sweep, report, os.path.join(fig_dir, "neighbour_count_sweep.png")))
@@ -554,12 +565,11 @@ def write_figures(evaluation: Evaluation, output_dir: str,
 
 
 def run(models: Sequence[str], datasets: Sequence[str], output_dir: str,
-        split: str = "test", train_split: str = "train",
-        baseline_names: Sequence[str] = ("potential_energy",
-                                         "neighbour_count"),
+        config: Optional[ml_collections.ConfigDict] = None,
+        split: Optional[str] = None, train_split: Optional[str] = None,
+        baseline_names: Optional[Sequence[str]] = None,
         data_dir: Optional[str] = None, max_configurations: int = 0,
-        n_plot_configurations: int = 2, figures: bool = True,
-        top_fraction: float = metrics.DEFAULT_TOP_FRACTION) -> dict:
+        figures: bool = True) -> dict:
   """Evaluates models and baselines on one or several datasets.
 
   Writes, per dataset (into output_dir, or output_dir/<dataset> when there
@@ -567,9 +577,31 @@ def run(models: Sequence[str], datasets: Sequence[str], output_dir: str,
   several datasets and at least one model also transfer.json and
   transfer_heatmap.png (Fig. 3c). Prints the table of each dataset.
 
+  Args:
+    models: SavedModel directories or train workdirs.
+    datasets: TFDS names.
+    output_dir: where the outputs go.
+    config: the `evaluate` section of a config (configs/default.py):
+      split, train_split, baselines, top_fraction, n_plot_configurations,
+      slice_thickness. None = the paper defaults of configs/default.py.
+    split, train_split, baseline_names: override the config's when given.
+    data_dir: TFDS data_dir (None = TFDS default).
+    max_configurations: read at most this many per split (0 = all).
+    figures: write the PNG figures.
+
   Returns:
     {dataset: report}, plus "transfer" if computed.
+
+  Raises:
+    EvaluationError: no dataset, nothing to evaluate, or a config field out
+      of range (named as config.evaluate.<field>).
   """
+  settings = _evaluate_settings(config)
+  split = settings.split if split is None else split
+  train_split = settings.train_split if train_split is None else train_split
+  baseline_names = list(settings.baselines if baseline_names is None else
+                        baseline_names)
+  top_fraction = settings.top_fraction
   if not datasets:
     raise EvaluationError("no dataset given (--dataset)")
   if not models and not baseline_names:
@@ -600,7 +632,7 @@ def run(models: Sequence[str], datasets: Sequence[str], output_dir: str,
         Method(b.name, b.predict, None, "baseline", {}) for b in fitted
     ]
     evaluation = evaluate(records, methods, ids, top_fraction,
-                          n_samples=n_plot_configurations)
+                          n_samples=settings.n_plot_configurations)
     for method, b in zip(methods[len(predictors):], fitted):
       evaluation.report["methods"][method.name]["describe"] = b.describe()
     report = evaluation.report
@@ -621,7 +653,7 @@ def run(models: Sequence[str], datasets: Sequence[str], output_dir: str,
     write_json(report, os.path.join(out, "report.json"))
     write_csv(report, os.path.join(out, "metrics.csv"))
     if figures:
-      write_figures(evaluation, out, sweep)
+      write_figures(evaluation, out, sweep, settings.slice_thickness)
     results[dataset] = report
   if len(datasets) > 1 and predictors:
     transfer = transfer_matrix({
@@ -637,6 +669,34 @@ def run(models: Sequence[str], datasets: Sequence[str], output_dir: str,
         pass
     results["transfer"] = transfer
   return results
+
+
+def _evaluate_settings(config: Optional[ml_collections.ConfigDict]
+                       ) -> ml_collections.ConfigDict:
+  """The `evaluate` config section, defaults filled in and checked.
+
+  Fields missing from `config` (e.g. an older config file) take the values
+  of configs/default.py.
+  """
+  settings = default_config.get_config().evaluate
+  if config is not None:
+    unknown = sorted(set(config.keys()) - set(settings.keys()))
+    if unknown:
+      raise EvaluationError(f"config.evaluate has unknown fields {unknown}; "
+                            f"known: {sorted(settings.keys())}")
+    settings.update(config)
+  if not 0.0 < settings.top_fraction < 1.0:
+    raise EvaluationError("config.evaluate.top_fraction must lie in (0, 1) "
+                          f"(the paper: 0.1), found {settings.top_fraction}")
+  if int(settings.n_plot_configurations) != settings.n_plot_configurations or (
+      settings.n_plot_configurations < 0):
+    raise EvaluationError(
+        "config.evaluate.n_plot_configurations must be an integer >= 0, "
+        f"found {settings.n_plot_configurations}")
+  if not settings.slice_thickness > 0:
+    raise EvaluationError("config.evaluate.slice_thickness must be > 0 "
+                          f"(σ_AA), found {settings.slice_thickness}")
+  return settings
 
 
 def _safe(name: str) -> str:

@@ -4,8 +4,10 @@ Each function takes the report of `evaluation.evaluate` (a dict, as in
 report.json) or plain arrays, writes one PNG and returns its path:
 
   pearson_vs_time        Fig. 3b / Extended Data Fig. 3: correlation vs time.
-  propensity_slices      Extended Data Figs. 4-6: 2-D slices, 10 % most
-                         mobile marked, truth beside predictions.
+  propensity_slices      Extended Data Figs. 4-6: 2-D slices, truth beside
+                         predictions; type A coloured on its own range,
+                         type B grey, the top fraction of A ringed
+                         (`draw_slice` draws one panel).
   propensity_histograms  Extended Data Fig. 7: distributions of propensity.
   prediction_scatter     predicted vs true propensity at one timescale.
   neighbour_sweep        Extended Data Fig. 10: correlation vs radius r.
@@ -16,11 +18,16 @@ Units: time τ, lengths and propensity σ_AA.
 
 import math
 import os
-from typing import Dict, Optional, Sequence
+from typing import Dict, NamedTuple, Optional, Sequence, Tuple
 
 import matplotlib
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+# pylint: disable=g-import-not-at-top
+from matplotlib import collections as mcollections
+from matplotlib import colors as mcolors
+from matplotlib import lines as mlines
+import matplotlib.pyplot as plt
+# pylint: enable=g-import-not-at-top
 import numpy as np
 
 from glassy_dynamics_tf import metrics
@@ -81,6 +88,122 @@ def pearson_vs_time(report: dict, path: str,
   return _save(fig, path)
 
 
+# Drawn diameters of the slice plots, σ_AA (data units, so particles keep
+# their size whatever the box and figure): type A a little under its σ_AA = 1
+# so that neighbours stay apart, type B small (σ_BB = 0.88, drawn smaller
+# still: they are context, not data), the mobile ring just outside an A disc.
+A_DIAMETER = 0.85
+B_DIAMETER = 0.5
+RING_DIAMETER = 1.1
+# Colour range of a slice panel: these percentiles of the type-A values of the
+# whole configuration, so that neither the faster B particles (their true
+# propensity is larger, and the network is not trained on them) nor a few
+# outliers (e.g. overlapping pairs in an energy) set the scale.
+COLOUR_PERCENTILES = (1.0, 99.0)
+
+
+class SliceArtists(NamedTuple):
+  """What `draw_slice` put on an axis.
+
+  Fields:
+    a: EllipseCollection of the type-A particles in the slab, coloured by
+      value (its array is their values, its norm the colour range).
+    b: EllipseCollection of the type-B particles in the slab, grey outlines.
+    mobile: EllipseCollection of black rings around the slab's type-A
+      particles in the top fraction of the whole configuration.
+    in_slab: [n] bool, particles in the slab.
+    is_mobile: [n] bool, type-A particles in the top fraction (whole
+      configuration, not only the slab).
+  """
+  a: mcollections.EllipseCollection
+  b: mcollections.EllipseCollection
+  mobile: mcollections.EllipseCollection
+  in_slab: np.ndarray
+  is_mobile: np.ndarray
+
+
+def colour_limits(values, types,
+                  percentiles: Tuple[float, float] = COLOUR_PERCENTILES
+                  ) -> Tuple[float, float]:
+  """Colour range of a slice panel from the type-A values only.
+
+  Args:
+    values: [n] float, a score or propensity per particle (any units).
+    types: [n] int, 0 = A, 1 = B.
+    percentiles: lower and upper percentile of the finite type-A values.
+
+  Returns:
+    (vmin, vmax) with vmin < vmax (a constant score gets ±0.5, or ±5 % of
+    its magnitude); all particles are used if there is no finite A value.
+  """
+  values = np.asarray(values, np.float64).reshape(-1)
+  use = (np.asarray(types).reshape(-1) == TYPE_A) & np.isfinite(values)
+  if not use.any():
+    use = np.isfinite(values)
+  if not use.any():
+    return 0.0, 1.0
+  vmin, vmax = (float(v) for v in np.percentile(values[use], percentiles))
+  if not vmax > vmin:
+    half = 0.05 * abs(vmin) if vmin else 0.5
+    vmin, vmax = vmin - half, vmax + half
+  return vmin, vmax
+
+
+def draw_slice(ax, positions, types, box, values, *,
+               z_centre: Optional[float] = None, thickness: float = 1.0,
+               top_fraction: float = metrics.DEFAULT_TOP_FRACTION,
+               cmap: str = "viridis") -> SliceArtists:
+  """Draws one slab of a configuration, type A coloured by `values`.
+
+  Type-A particles with |z − z_centre| < thickness/2 (periodic) are discs
+  coloured by value on the `colour_limits` range; type-B particles are
+  small grey outlines; the `top_fraction` of type-A particles with the
+  largest values (ranked over the whole configuration) are ringed in black.
+
+  Args:
+    ax: a matplotlib Axes.
+    positions: [n, 3] float, σ_AA; types: [n] int; box: [3] float, σ_AA.
+    values: [n] float, what colours the A particles (any units).
+    z_centre: slab centre, σ_AA (default: mid-box).
+    thickness: slab thickness, σ_AA.
+    top_fraction: size of the ringed class, in (0, 1).
+    cmap: matplotlib colour map of the A particles.
+  """
+  positions = np.asarray(positions, np.float64)
+  types = np.asarray(types).reshape(-1)
+  box = np.asarray(box, np.float64)
+  values = np.asarray(values, np.float64).reshape(-1)
+  z0 = box[2] / 2 if z_centre is None else z_centre
+  dz = np.mod(positions[:, 2] - z0 + box[2] / 2, box[2]) - box[2] / 2
+  in_slab = np.abs(dz) < thickness / 2
+  is_a = types == TYPE_A
+  is_mobile = np.zeros(types.shape, bool)
+  if is_a.any():
+    is_mobile[is_a] = metrics.top_mask(values[is_a], top_fraction)
+  xy = np.mod(positions[:, :2], box[:2])
+
+  def discs(mask, diameter, **kwargs):
+    count = int(mask.sum())
+    return ax.add_collection(mcollections.EllipseCollection(
+        np.full(count, diameter), np.full(count, diameter),
+        np.zeros(count), units="xy", offsets=xy[mask],
+        offset_transform=ax.transData, **kwargs))
+
+  b = discs(in_slab & ~is_a, B_DIAMETER, facecolors="none",
+            edgecolors="0.6", linewidths=0.7, zorder=1)
+  a_mask = in_slab & is_a
+  vmin, vmax = colour_limits(values, types)
+  a = discs(a_mask, A_DIAMETER, cmap=cmap,
+            norm=mcolors.Normalize(vmin, vmax), edgecolors="none", zorder=2)
+  a.set_array(values[a_mask])
+  mobile = discs(a_mask & is_mobile, RING_DIAMETER, facecolors="none",
+                 edgecolors="k", linewidths=1.2, zorder=3)
+  ax.set_xlim(0, box[0])
+  ax.set_ylim(0, box[1])
+  ax.set_aspect("equal")
+  return SliceArtists(a, b, mobile, in_slab, is_mobile)
+
+
 def propensity_slices(positions, types, box, propensity,
                       predictions: Dict[str, np.ndarray], path: str,
                       timescale: int, time: Optional[float] = None,
@@ -89,65 +212,63 @@ def propensity_slices(positions, types, box, propensity,
                       ) -> str:
   """A slab of the configuration coloured by true and predicted propensity.
 
-  Extended Data Figs. 4-6: particles with |z - z_centre| < thickness/2
-  (periodic), coloured by value (each panel its own colour scale: scores of
-  baselines have other units); the 10 % most mobile type-A particles of the
-  whole configuration, by each panel's values, are ringed in black. Type-B
-  particles are drawn smaller.
+  Extended Data Figs. 4-6: one panel per quantity (the truth, then each
+  method with an output at this timescale), drawn by `draw_slice`: type-A
+  particles coloured on the range of their own 1st-99th percentiles (each
+  panel its own scale: baseline scores have other units; the colour bar's
+  arrows mark clipping), type-B particles as small grey outlines, and the
+  `top_fraction` most mobile type-A particles of the whole configuration,
+  by each panel's values, ringed in black.
 
   Args:
     positions: [n, 3] float, σ_AA; types: [n] int; box: [3] float.
     propensity: [T, n] float, σ_AA (true).
     predictions: name -> [n, T] float scores (NaN where not predicted).
+    path: the PNG to write.
     timescale: index j of the timescale to draw.
+    time: t_j, τ, for the title.
     thickness: slab thickness, σ_AA (the paper: about one σ).
     z_centre: slab centre, σ_AA (default: mid-box).
+    top_fraction: size of the ringed class (config.evaluate.top_fraction).
+
+  Returns:
+    path.
   """
-  positions = np.asarray(positions, np.float64)
-  types = np.asarray(types)
   box = np.asarray(box, np.float64)
-  z0 = box[2] / 2 if z_centre is None else z_centre
-  dz = np.mod(positions[:, 2] - z0 + box[2] / 2, box[2]) - box[2] / 2
-  in_slab = np.abs(dz) < thickness / 2
-  panels = [("true propensity", np.asarray(propensity)[timescale])]
+  types = np.asarray(types).reshape(-1)
+  panels = [("true propensity [σ]", np.asarray(propensity)[timescale])]
   for name, value in predictions.items():
     column = np.asarray(value)[:, timescale]
-    if np.all(np.isfinite(column)):
+    if np.all(np.isfinite(column[types == TYPE_A])):
       panels.append((name, column))
   n_cols = min(3, len(panels))
   n_rows = int(math.ceil(len(panels) / n_cols))
   fig, axes = plt.subplots(n_rows, n_cols, figsize=(4.2 * n_cols,
-                                                    3.9 * n_rows),
+                                                    3.9 * n_rows + 0.4),
                            squeeze=False, layout="constrained")
   for ax in axes.flat[len(panels):]:
     ax.axis("off")
-  is_a = types == TYPE_A
-  sizes = np.where(is_a, 40.0, 22.0)
+  z0 = box[2] / 2 if z_centre is None else z_centre
   for ax, (title, values) in zip(axes.flat, panels):
-    mobile = np.zeros(types.shape, bool)
-    mobile[is_a] = metrics.top_mask(values[is_a], top_fraction)
-    sel = in_slab
-    # Colour range from the 2nd to 98th percentile of the whole
-    # configuration, so that a few outliers (e.g. overlapping pairs in an
-    # energy) do not wash out the slab.
-    vmin, vmax = np.percentile(values, [2, 98])
-    sc = ax.scatter(positions[sel, 0], positions[sel, 1], c=values[sel],
-                    s=sizes[sel], cmap="viridis", edgecolors="none",
-                    vmin=vmin, vmax=vmax if vmax > vmin else None)
-    ring = sel & mobile
-    ax.scatter(positions[ring, 0], positions[ring, 1], s=sizes[ring] * 1.8,
-               facecolors="none", edgecolors="k", linewidths=1.0)
-    fig.colorbar(sc, ax=ax, shrink=0.85)
-    ax.set_xlim(0, box[0])
-    ax.set_ylim(0, box[1])
-    ax.set_aspect("equal")
+    artists = draw_slice(ax, positions, types, box, values, z_centre=z0,
+                         thickness=thickness, top_fraction=top_fraction)
+    fig.colorbar(artists.a, ax=ax, shrink=0.85, extend="both")
     ax.set_title(title, fontsize=9)
     ax.set_xlabel("x [σ]")
     ax.set_ylabel("y [σ]")
+  handles = [
+      mlines.Line2D([], [], ls="none", marker="o", ms=8, mfc="tab:green",
+                    mec="none", label="type A (colour: value)"),
+      mlines.Line2D([], [], ls="none", marker="o", ms=5, mfc="none",
+                    mec="0.6", label="type B (not scored)"),
+      mlines.Line2D([], [], ls="none", marker="o", ms=10, mfc="none",
+                    mec="k", label=f"top {top_fraction:.0%} of type A"),
+  ]
+  fig.legend(handles=handles, loc="outside lower center", ncols=3,
+             fontsize=8, frameon=False)
   when = f"t = {time:.3g} τ" if time is not None else f"timescale {timescale}"
-  fig.suptitle(f"slab |z − {z0:.2f}| < {thickness / 2:g} σ, {when}; "
-               f"rings: top {top_fraction:.0%} mobile of type A "
-               "(cf. ED Figs. 4-6)", fontsize=9)
+  fig.suptitle(f"slab |z − {z0:.2f}| < {thickness / 2:g} σ, {when}; colours: "
+               "type-A 1st-99th percentiles (cf. ED Figs. 4-6)", fontsize=9)
   return _save(fig, path)
 
 

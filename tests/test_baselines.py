@@ -1,6 +1,5 @@
 """Baselines on tiny hand-made configurations (glassy_dynamics_tf.baselines)."""
 
-import itertools
 import math
 
 import numpy as np
@@ -9,6 +8,7 @@ import pytest
 from glassy_dynamics_tf import baselines
 from glassy_dynamics_tf import periodic
 from glassy_dynamics_tf.io import record as record_lib
+from glassy_dynamics_tf.simulation import kob_andersen as ka
 
 BOX = np.array([10.0, 11.0, 12.0])  # non-cubic on purpose
 
@@ -20,67 +20,32 @@ def lj(r, eps, sig):
 @pytest.mark.parametrize("types,eps,sig", [((0, 0), 1.0, 1.0),
                                            ((0, 1), 1.5, 0.8),
                                            ((1, 1), 0.5, 0.88)])
-def test_dimer_energy_is_half_the_pair_energy(types, eps, sig):
-  r = 1.1
-  positions = np.array([[5.0, 5.0, 5.0], [5.0 + r, 5.0, 5.0]])
-  e = baselines.potential_energy_per_particle(positions, types, BOX)
-  np.testing.assert_allclose(e, [lj(r, eps, sig) / 2] * 2, rtol=1e-12)
-  shifted = baselines.potential_energy_per_particle(
-      positions, types, BOX, baselines.KobAndersenPotential(shifted=True))
-  np.testing.assert_allclose(
-      shifted, [(lj(r, eps, sig) - lj(2.5 * sig, eps, sig)) / 2] * 2,
-      rtol=1e-12)
-
-
-def test_dimer_across_the_boundary():
-  # x = 0.25 and x = 9.5 in a box of 10: 0.75 apart through the boundary.
-  positions = np.array([[0.25, 5.0, 5.0], [9.5, 5.0, 5.0]])
-  e = baselines.potential_energy_per_particle(positions, [0, 1], BOX)
-  np.testing.assert_allclose(e, [lj(0.75, 1.5, 0.8) / 2] * 2, rtol=1e-9)
-
-
-def test_cutoff_is_per_pair_type():
-  # AB cut at 2.0, AA at 2.5: at r = 2.2 only the AA pair interacts.
-  positions = np.array([[2.0, 2.0, 2.0], [4.2, 2.0, 2.0]])
-  assert np.all(baselines.potential_energy_per_particle(
-      positions, [0, 1], BOX) == 0.0)
-  e_aa = baselines.potential_energy_per_particle(positions, [0, 0], BOX)
-  np.testing.assert_allclose(e_aa, [lj(2.2, 1.0, 1.0) / 2] * 2)
-
-
-def brute_force_energy(positions, types, box):
-  pot = baselines.KobAndersenPotential()
-  n = len(types)
-  e = np.zeros(n)
-  for i, j in itertools.combinations(range(n), 2):
-    r = np.linalg.norm(periodic.minimum_image(positions[j] - positions[i],
-                                              box))
-    v = pot.pair_energy(r, types[i], types[j])
-    e[i] += v / 2
-    e[j] += v / 2
-  return e
+def test_energy_baseline_is_the_simulators_shifted_energy(types, eps, sig):
+  # A dimer across the x boundary (x = 0.25 and 9.375: 0.875 apart, exact
+  # in the record's float32). The
+  # simulator's convention is the shifted potential (kob_andersen.SHIFTED,
+  # LAMMPS pair_modify shift yes): V(r) − V(2.5 σ_αβ), half to each end.
+  assert ka.SHIFTED
+  r = 0.875
+  positions = np.array([[0.25, 5.0, 5.0], [0.25 - r + BOX[0], 5.0, 5.0]])
+  record = make_record(0, positions=positions, types=types)
+  want = (lj(r, eps, sig) - lj(2.5 * sig, eps, sig)) / 2
+  baseline = baselines.make_baseline("potential_energy")
+  np.testing.assert_allclose(baseline.predict(record), np.full((2, 2), want),
+                             rtol=1e-12)
+  unshifted = baselines.PotentialEnergyBaseline(shifted=False)
+  np.testing.assert_allclose(unshifted.predict(record),
+                             np.full((2, 2), lj(r, eps, sig) / 2), rtol=1e-12)
+  describe = baseline.describe()
+  assert describe["shifted"] is True and describe["cutoff_factor"] == 2.5
+  assert "2.5 sigma_ab and shifted" in describe["potential"]
+  assert "not shifted" in unshifted.describe()["potential"]
 
 
 def random_configuration(seed, n=120, box=BOX):
   rng = np.random.default_rng(seed)
   return (rng.uniform(0, 1, (n, 3)) * box,
           (rng.uniform(size=n) < 0.2).astype(np.int32))
-
-
-def test_energy_matches_brute_force_and_is_invariant():
-  positions, types = random_configuration(0)
-  e = baselines.potential_energy_per_particle(positions, types, BOX)
-  np.testing.assert_allclose(e, brute_force_energy(positions, types, BOX),
-                             rtol=1e-9, atol=1e-9)
-  shifted = periodic.wrap(positions + np.array([3.3, -7.1, 25.0]), BOX)
-  np.testing.assert_allclose(
-      baselines.potential_energy_per_particle(shifted, types, BOX), e,
-      rtol=1e-9, atol=1e-9)
-  perm = np.random.default_rng(1).permutation(len(types))
-  np.testing.assert_allclose(
-      baselines.potential_energy_per_particle(positions[perm], types[perm],
-                                              BOX), e[perm], rtol=1e-9,
-      atol=1e-9)
 
 
 def test_neighbour_counts_by_hand():
@@ -114,26 +79,40 @@ def test_neighbour_counts_match_brute_force():
                                     ((d < r) & (types[None] == t)).sum(1))
 
 
-def test_small_box_sums_every_image():
-  # One A particle alone in a cubic box of 1.1: its 6 face images at 1.1,
-  # 12 edge images at 1.1·√2, 8 corner images at 1.1·√3, ... up to 2.5.
+def test_small_box_counts_every_image():
+  # One A particle alone in a cubic box of 1.1: its 6 face images at 1.1
+  # are within 1.2, the 12 edge images at 1.1·√2 = 1.56 are not; within 1.6
+  # it has 6 + 12.
   box = np.array([1.1, 1.1, 1.1])
-  shifts = np.stack(np.meshgrid(*[np.arange(-3, 4)] * 3, indexing="ij"),
-                    -1).reshape(-1, 3)
-  r = np.linalg.norm(shifts * box, axis=-1)
-  r = r[(r > 0) & (r < 2.5)]
-  e = baselines.potential_energy_per_particle([[0.5, 0.5, 0.5]], [0], box)
-  np.testing.assert_allclose(e, [0.5 * lj(r, 1.0, 1.0).sum()], rtol=1e-12)
-  counts = baselines.neighbour_counts([[0.5, 0.5, 0.5]], [0], box, [1.2])
-  np.testing.assert_array_equal(counts[0, 0], [6, 0])
-  # Two particles: the brute-force image sum agrees with the fast path for
-  # a box large enough for both.
-  positions, types = random_configuration(3, n=40, box=np.array([5.2] * 3))
-  big = baselines.neighbour_counts(positions, types, [5.2] * 3, [2.5])
-  small_path = baselines._image_pairs(
-      periodic.wrap(positions, np.array([5.2] * 3)), np.array([5.2] * 3),
-      2.5)
-  assert small_path.i.size == int(big.sum()) // 2
+  counts = baselines.neighbour_counts([[0.5, 0.5, 0.5]], [0], box,
+                                      [1.2, 1.6])
+  np.testing.assert_array_equal(counts[0], [[6, 0], [18, 0]])
+  # A box smaller than 2 × 2.5: counts equal a brute force over images.
+  small = np.array([4.1, 4.4, 4.7])
+  positions, types = random_configuration(3, n=40, box=small)
+  counts = baselines.neighbour_counts(positions, types, small, [2.5])
+  shifts = np.stack(np.meshgrid(*[np.arange(-2, 3)] * 3, indexing="ij"),
+                    -1).reshape(-1, 3) * small
+  d = np.linalg.norm(positions[None, :, None] + shifts[None, None] -
+                     positions[:, None, None], axis=-1)  # [i, j, image]
+  d[d == 0] = np.inf  # a particle itself (its images stay)
+  for t in (0, 1):
+    np.testing.assert_array_equal(
+        counts[:, 0, t], ((d < 2.5) & (types[None, :, None] == t)).sum((1, 2)))
+
+
+def test_too_small_box_is_a_baseline_error():
+  box = np.full(3, 0.5)
+  positions, types = random_configuration(4, n=1000, box=box)
+  with pytest.raises(baselines.BaselineError, match="cut-off 2.5"):
+    baselines.neighbour_counts(positions, types, box, [2.5])
+  record = record_lib.ConfigurationRecord.create(
+      positions=positions, types=types, box=box,
+      propensity=np.ones((1, 1000)), times=[1.0], isf_levels=[0.5],
+      temperature=1.0)
+  with pytest.raises(baselines.BaselineError,
+                     match="'potential_energy': .*images"):
+    baselines.make_baseline("potential_energy").predict(record)
 
 
 def test_symmetry_functions_by_hand():
@@ -154,8 +133,10 @@ def test_symmetry_functions_by_hand():
       f[1, 4], math.exp(-4 / 1.5**2) * (1 + 1 / math.sqrt(2))**2)
 
 
-def make_record(seed, n=150, box=BOX):
-  positions, types = random_configuration(seed, n, box)
+def make_record(seed, n=150, box=BOX, positions=None, types=None):
+  """A record whose propensity is linear in the counts within 1.5 σ."""
+  if positions is None:
+    positions, types = random_configuration(seed, n, box)
   counts = baselines.neighbour_counts(positions, types, box, [1.5])
   total = counts[:, 0].sum(-1)
   propensity = np.stack([0.1 + 0.05 * total, 0.2 + 0.1 * total])

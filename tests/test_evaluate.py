@@ -6,12 +6,15 @@ import os
 import subprocess
 import sys
 
+import ml_collections
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from glassy_dynamics_tf import baselines
 from glassy_dynamics_tf import evaluation
+from glassy_dynamics_tf import metrics
+from glassy_dynamics_tf.configs import default
 from glassy_dynamics_tf.io import record as record_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -135,10 +138,12 @@ def test_run_writes_report_csv_figures_and_transfer(tmp_path, monkeypatch):
 
   monkeypatch.setattr(evaluation, "load_split", fake_load_split)
   out = str(tmp_path / "eval")
+  config = default.get_config().evaluate
+  config.n_plot_configurations = 1
+  config.top_fraction = 0.2
   results = evaluation.run(
-      [model], ["ds/hot", "ds/cold"], out,
-      baseline_names=["potential_energy", "neighbour_count"],
-      n_plot_configurations=1, figures=True)
+      [model], ["ds/hot", "ds/cold"], out, config=config,
+      baseline_names=["potential_energy", "neighbour_count"], figures=True)
   hot = os.path.join(out, "ds_hot")
   with open(os.path.join(hot, "report.json")) as f:
     report = json.load(f)
@@ -153,13 +158,71 @@ def test_run_writes_report_csv_figures_and_transfer(tmp_path, monkeypatch):
   assert len(lines) == 1 + 3 * 2 * 5  # methods × timescales × metrics
   figures = os.listdir(os.path.join(hot, "figures"))
   assert "pearson_vs_time.png" in figures
-  assert "slice_test10_t1.png" in figures
+  # config.evaluate.n_plot_configurations = 1: one configuration, both
+  # timescales.
+  assert sorted(f for f in figures if f.startswith("slice_")) == [
+      "slice_test10_t0.png", "slice_test10_t1.png"]
+  # config.evaluate.top_fraction reaches the metrics: the energy baseline's
+  # accuracy on the first test configuration is that of a top-20 % class.
+  assert report["top_fraction"] == 0.2
+  record = make_record(10)
+  energy = baselines.make_baseline("potential_energy").predict(record)
+  want = metrics.configuration_metrics(energy, record.propensity,
+                                       record.types, fraction=0.2)
+  got = report["methods"]["potential_energy"]["per_configuration"]
+  np.testing.assert_allclose(got["accuracy"][0], want.accuracy)
+  assert not np.allclose(want.accuracy, metrics.configuration_metrics(
+      energy, record.propensity, record.types, fraction=0.1).accuracy)
   transfer = results["transfer"]
   assert transfer["datasets"] == ["ds/hot", "ds/cold"]
   assert transfer["test_temperatures"] == [1.0, 0.5]
   np.testing.assert_allclose(np.asarray(transfer["mean"], float), 1.0,
                              atol=1e-5)
   assert os.path.exists(os.path.join(out, "transfer_heatmap.png"))
+
+
+def test_run_takes_its_settings_from_config_evaluate(tmp_path, monkeypatch):
+  calls = []
+
+  def fake_load_split(dataset, split, data_dir=None, max_configurations=0):
+    del data_dir, max_configurations
+    calls.append((dataset, split))
+    return ["r0", "r1", "r2"], [make_record(s) for s in range(3)]
+
+  monkeypatch.setattr(evaluation, "load_split", fake_load_split)
+  config = default.get_config().evaluate
+  config.split = "validation"
+  config.baselines = ("potential_energy",)
+  config.n_plot_configurations = 0
+  results = evaluation.run([], ["ds"], str(tmp_path), config=config)
+  report = results["ds"]
+  assert calls == [("ds", "validation")]
+  assert report["split"] == "validation"
+  assert list(report["methods"]) == ["potential_energy"]
+  assert report["top_fraction"] == default.get_config().evaluate.top_fraction
+  figures = os.listdir(tmp_path / "figures")
+  assert figures == ["pearson_vs_time.png"]  # no samples, no slices
+  # Flags given to run override the config.
+  report = evaluation.run([], ["ds"], str(tmp_path), config=config,
+                          split="test", baseline_names=["neighbour_count"],
+                          figures=False)["ds"]
+  assert report["split"] == "test"
+  assert list(report["methods"]) == ["neighbour_count"]
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("top_fraction", 1.5, r"config.evaluate.top_fraction must lie in \(0, 1\)"),
+    ("n_plot_configurations", -1, "config.evaluate.n_plot_configurations"),
+    ("slice_thickness", 0.0, "config.evaluate.slice_thickness must be > 0"),
+])
+def test_bad_evaluate_config_is_named(tmp_path, field, value, match):
+  config = default.get_config().evaluate
+  config[field] = value
+  with pytest.raises(evaluation.EvaluationError, match=match):
+    evaluation.run([], ["ds"], str(tmp_path), config=config)
+  with pytest.raises(evaluation.EvaluationError, match="unknown fields"):
+    evaluation.run([], ["ds"], str(tmp_path),
+                   config=ml_collections.ConfigDict({"top_fractoin": 0.1}))
 
 
 def _main(*args):
@@ -182,3 +245,8 @@ def test_main_help_and_missing_model(tmp_path):
   result = _main("--dataset=x", f"--output_dir={tmp_path}",
                  "--baselines=soft_modes")
   assert result.returncode != 0 and "unknown baseline" in result.stderr
+  # The evaluate section of the (default) config reaches the run.
+  result = _main("--dataset=x", f"--output_dir={tmp_path}",
+                 "--config.evaluate.top_fraction=1.5")
+  assert result.returncode != 0
+  assert "config.evaluate.top_fraction" in result.stderr, result.stderr

@@ -28,8 +28,8 @@ def get_config():
   config.model.latent_size = 32
 
   config.train.learning_rate = 1e-3
-  config.train.num_steps = 600
-  config.train.steps_per_epoch = 100
+  config.train.num_steps = 3000
+  config.train.steps_per_epoch = 250
   # XLA is slower than graph execution on CPU for this model (same benchmark).
   config.train.jit_compile = False
   return config

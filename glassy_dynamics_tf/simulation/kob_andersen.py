@@ -102,59 +102,48 @@ def pair_energy(r: np.ndarray, type_i: np.ndarray, type_j: np.ndarray,
   return np.where(r < rc, energy, 0.0)
 
 
-def neighbour_pairs(positions: np.ndarray, box: np.ndarray,
-                    cutoff: float) -> tuple:
-  """All unordered pairs i < j closer than `cutoff` under minimum image.
-
-  Args:
-    positions: [n, 3] float, σ_AA units (any image; wrapped here).
-    box: [3] float, box edges; every edge must exceed 2·cutoff so that the
-      minimum image is the only image within range.
-    cutoff: σ_AA units.
-
-  Returns:
-    (i [m] int64, j [m] int64, r [m] float64) with i < j.
-  """
-  box = np.asarray(box, np.float64)
-  if np.any(box <= 2.0 * cutoff):
-    raise ValueError(
-        f"box {box.tolist()} must exceed twice the cut-off {cutoff} on every "
-        "edge for minimum-image pair sums")
-  wrapped = periodic.wrap(np.asarray(positions, np.float64), box)
-  tree = spatial.cKDTree(wrapped, boxsize=box)
-  pairs = tree.query_pairs(cutoff, output_type="ndarray")
-  if pairs.size == 0:
-    empty = np.zeros(0, np.int64)
-    return empty, empty, np.zeros(0)
-  i, j = pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
-  d = periodic.minimum_image(wrapped[j] - wrapped[i], box)
-  return i, j, np.linalg.norm(d, axis=-1)
-
-
 def per_particle_potential_energy(positions: np.ndarray, types: np.ndarray,
                                   box: np.ndarray,
                                   shifted: bool = SHIFTED) -> np.ndarray:
   """Potential energy of each particle, half of each of its pair energies.
 
   The same decomposition as LAMMPS' `compute pe/atom`, so the mean over
-  particles is the potential energy per particle of the configuration.
+  particles is the potential energy per particle of the configuration. In a
+  box with an edge below 2 r_c = 5 σ_AA every periodic image within the
+  cut-off counts, a particle's own images included, as in LAMMPS
+  (`periodic.neighbour_pairs`).
 
   Args:
-    positions: [n, 3] float, σ_AA units.
+    positions: [n, 3] float, σ_AA units, any image.
     types: [n] int, ParticleType (0 = A, 1 = B).
-    box: [3] float, box edges (each > 5 σ_AA).
+    box: [3] float, orthorhombic box edges, σ_AA units.
     shifted: truncated-and-shifted potential (default, KA 1995) or not.
 
   Returns:
     [n] float64, ε_AA units.
+
+  Raises:
+    ValueError: `types` not [n] or not 0/1, or bad positions/box
+      (`periodic.neighbour_pairs`); its subclass
+      periodic.TooManyImagesError for a box far smaller than the cut-off.
   """
-  types = np.asarray(types, np.int64)
-  i, j, r = neighbour_pairs(positions, box, MAX_CUTOFF)
-  e = pair_energy(r, types[i], types[j], shifted)
-  energy = np.zeros(len(types))
-  np.add.at(energy, i, 0.5 * e)
-  np.add.at(energy, j, 0.5 * e)
-  return energy
+  positions = np.asarray(positions, np.float64)
+  types = np.asarray(types)
+  if types.shape != positions.shape[:1]:
+    raise ValueError(f"types must have shape [{positions.shape[0]}] like "
+                     f"positions {list(positions.shape)}, found "
+                     f"{list(types.shape)}")
+  if types.size and not np.all((types == ParticleType.A) |
+                               (types == ParticleType.B)):
+    raise ValueError(f"types must be 0 (A) or 1 (B), found "
+                     f"{sorted(set(types.tolist()))}")
+  types = types.astype(np.int64)
+  pairs = periodic.neighbour_pairs(positions, box, MAX_CUTOFF)
+  half = 0.5 * pair_energy(pairs.distances, types[pairs.i], types[pairs.j],
+                           shifted)
+  n = types.size
+  return (np.bincount(pairs.i, half, minlength=n) +
+          np.bincount(pairs.j, half, minlength=n))
 
 
 def minimum_distance(positions: np.ndarray, box: np.ndarray) -> tuple:

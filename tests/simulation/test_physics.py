@@ -7,6 +7,7 @@ of the development machine; all together take about two minutes.
 import numpy as np
 import pytest
 
+from glassy_dynamics_tf import periodic
 from glassy_dynamics_tf.simulation import engine
 from glassy_dynamics_tf.simulation import isf
 from glassy_dynamics_tf.simulation import kob_andersen as ka
@@ -93,8 +94,8 @@ def _g_aa(states, r_max=3.0, bins=150):
   for state in states:
     a = state.positions[state.types == 0]
     n_a = len(a)
-    i, j, r = ka.neighbour_pairs(a, state.box, r_max)
-    counts += 2 * np.histogram(r, edges)[0]
+    pairs = periodic.neighbour_pairs(a, state.box, r_max)
+    counts += 2 * np.histogram(pairs.distances, edges)[0]
   volume = np.prod(states[0].box)
   shell = 4 / 3 * np.pi * (edges[1:]**3 - edges[:-1]**3)
   g = counts / (len(states) * n_a * (n_a / volume) * shell)
