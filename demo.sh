@@ -26,7 +26,8 @@ python train_main.py --config="$CONFIG" --workdir="$OUT/gnn" \
   --data_dir="$TFDS_DIR"
 
 stage "4/4 evaluate on the test split against physics baselines"
-python evaluate_main.py --model="$OUT/gnn" --dataset=glassy_dynamics/demo \
-  --data_dir="$TFDS_DIR" --split=test --output_dir="$OUT/report"
+python evaluate_main.py --config="$CONFIG" --model="$OUT/gnn" \
+  --dataset=glassy_dynamics/demo --data_dir="$TFDS_DIR" --split=test \
+  --output_dir="$OUT/report"
 
 stage "done: report in $OUT/report (report.json, figures)"

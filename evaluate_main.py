@@ -22,6 +22,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from glassy_dynamics_tf import console
 from glassy_dynamics_tf import baselines
 from glassy_dynamics_tf import evaluation
 from glassy_dynamics_tf.io import record as record_lib
@@ -67,6 +68,7 @@ def _split_list(values):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  console.quiet_library_logs()
   if not _OUTPUT_DIR.value:
     raise app.UsageError("--output_dir is required")
   datasets = _split_list(_DATASET.value)

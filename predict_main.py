@@ -21,6 +21,7 @@ import sys
 from absl import app
 from absl import flags
 
+from glassy_dynamics_tf import console
 from glassy_dynamics_tf import deepmind_checkpoint
 from glassy_dynamics_tf import prediction
 from glassy_dynamics_tf import training
@@ -48,6 +49,7 @@ _EXPORT = flags.DEFINE_string(
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  console.quiet_library_logs()
   for flag in (_MODEL, _INPUT, _OUTPUT):
     if not flag.value:
       raise app.UsageError(f"--{flag.name} is required")

@@ -82,7 +82,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.evaluate = ml_collections.ConfigDict()
   config.evaluate.split = "test"
   config.evaluate.train_split = "train"   # where fitted baselines are fitted.
-  config.evaluate.baselines = ("potential_energy", "neighbour_count")
+  config.evaluate.baselines = ("potential_energy", "neighbour_count",
+                               "local_structure")
   # The mobile class: the 10 % most mobile type-A particles, for the
   # accuracy / ROC-AUC metrics (Extended Data Fig. 1) and the particles
   # marked in the slice plots (Extended Data Figs. 4-6).
