@@ -45,7 +45,7 @@ setuptools.setup(
                                                "glassy_dynamics_tf.*"]),
     package_data={"glassy_dynamics_tf": ["configs/*.py"]},
     py_modules=["simulate_main", "train_main", "evaluate_main",
-                "predict_main"],
+                "predict_main", "analyze_main"],
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
 )

@@ -152,6 +152,19 @@ class EncodeProcessDecode(snt.Module):
     Returns:
       [N, n_outputs] float32 node outputs (e.g. propensity, σ_AA units).
     """
+    return self.decode(self.latent_graph(graph))
+
+  def latent_graph(self, graph: gn_graphs.GraphsTuple
+                   ) -> gn_graphs.GraphsTuple:
+    """The core's last latent graph, the decoder's input.
+
+    Args:
+      graph: as for `__call__`.
+
+    Returns:
+      GraphsTuple with nodes [N, latent_size] (the learned node embeddings,
+      Bapst et al. 2020 Fig. 5) and edges [E, latent_size].
+    """
     edges = graph.edges
     if not self.use_edge_features:
       edges = tf.ones_like(edges[:, :1])
@@ -164,6 +177,10 @@ class EncodeProcessDecode(snt.Module):
           nodes=tf.concat([latent.nodes, encoded.nodes], axis=-1),
           edges=tf.concat([latent.edges, encoded.edges], axis=-1))
       latent = self._core(core_input)
+    return latent
+
+  def decode(self, latent: gn_graphs.GraphsTuple) -> tf.Tensor:
+    """The decoder on a latent graph: [N, n_outputs] float32."""
     return self._decoder(latent).nodes
 
   @classmethod
