@@ -172,8 +172,7 @@ def test_local_structure_baseline_fits_and_predicts():
 
 
 def test_baseline_errors_name_the_thing():
-  with pytest.raises(baselines.BaselineError, match="soft modes"):
-    baselines.make_baseline("soft_modes")
+  assert baselines.make_baseline("soft_modes").name == "soft_modes"
   with pytest.raises(baselines.BaselineError, match="unknown baseline 'x'"):
     baselines.make_baseline("x")
   with pytest.raises(baselines.BaselineError, match="fitted before"):

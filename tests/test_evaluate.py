@@ -243,7 +243,7 @@ def test_main_help_and_missing_model(tmp_path):
   assert result.returncode != 0
   assert "missing_workdir" in result.stderr
   result = _main("--dataset=x", f"--output_dir={tmp_path}",
-                 "--baselines=soft_modes")
+                 "--baselines=soft_mode")
   assert result.returncode != 0 and "unknown baseline" in result.stderr
   # The evaluate section of the (default) config reaches the run.
   result = _main("--dataset=x", f"--output_dir={tmp_path}",
