@@ -16,12 +16,18 @@ _QUIET_PACKAGES = ("tensorflow", "tf_keras", "keras", "sonnet", "graph_nets",
                    "tensorflow_datasets")
 
 
+# Library warnings that say nothing to a user of this project (TFDS 4.9
+# warns about its own internal use of a deprecated field on every load).
+_SILENCED_WARNINGS = ("`FeatureConnector.dtype` is deprecated",)
+
+
 class _LibraryInfoFilter(std_logging.Filter):
-  """Drops records below WARNING emitted from files of `_QUIET_PACKAGES`."""
+  """Drops records below WARNING emitted from files of `_QUIET_PACKAGES`,
+  and the `_SILENCED_WARNINGS`."""
 
   def filter(self, record: std_logging.LogRecord) -> bool:
     if record.levelno >= std_logging.WARNING:
-      return True
+      return not str(record.msg).startswith(_SILENCED_WARNINGS)
     parts = os.path.normpath(record.pathname or "").split(os.sep)
     return not any(p in _QUIET_PACKAGES for p in parts)
 
