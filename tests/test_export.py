@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from glassy_dynamics_tf import input_pipeline
 from glassy_dynamics_tf import io as io_lib
+from glassy_dynamics_tf import periodic
 from glassy_dynamics_tf import prediction
 from glassy_dynamics_tf import training
 from glassy_dynamics_tf.configs import smoke
@@ -157,12 +158,60 @@ def test_predict_main_with_saved_model_and_checkpoint(trained, tmp_path):
 def test_bad_model_paths(tmp_path):
   with pytest.raises(prediction.PredictionError, match="neither a SavedModel"):
     prediction.load_predictor(str(tmp_path))
-  with pytest.raises(prediction.PredictionError, match="needs ASE"):
-    if prediction.ase_available():
-      pytest.skip("ASE is installed")
-    prediction.read_configuration(str(tmp_path / "x.xyz"))
+  if not prediction.ase_available():
+    with pytest.raises(prediction.PredictionError, match="needs ASE"):
+      prediction.read_configuration(str(tmp_path / "x.xyz"))
   with pytest.raises(prediction.PredictionError, match="unknown suffix"):
     prediction.read_configuration(str(tmp_path / "x.cfg"))
   run = _predict_main(f"--model={tmp_path}", f"--input={PICKLE}",
                       f"--output={tmp_path / 'x.npz'}")
   assert run.returncode != 0 and "neither a SavedModel" in run.stderr
+
+
+def test_ase_inputs_extxyz_and_lammps_data(trained, tmp_path):
+  ase_io = pytest.importorskip("ase.io")
+  import ase  # pylint: disable=g-import-not-at-top
+  _, _, _, records, path = trained
+  record = records[0]
+  atoms = ase.Atoms(
+      # Symbols only label the species for OVITO; types come from `type`.
+      symbols=["Ar" if t == 0 else "Ne" for t in record.types],
+      positions=record.positions.astype(np.float64) + record.box * [1, 0, -2],
+      cell=np.diag(record.box.astype(np.float64)), pbc=True)
+  atoms.arrays["type"] = record.types.astype(np.int64) + 1  # LAMMPS 1/2.
+  xyz = str(tmp_path / "conf.extxyz")
+  ase_io.write(xyz, atoms, format="extxyz")
+  data = str(tmp_path / "conf.data")
+  ase_io.write(data, atoms, format="lammps-data", atom_style="atomic",
+               specorder=["Ar", "Ne"])
+  for source in (xyz, data):
+    read = prediction.read_configuration(source)
+    np.testing.assert_array_equal(read.types, record.types)
+    np.testing.assert_allclose(read.box, record.box, rtol=1e-6)
+    # Positions come back wrapped into the box (they were shifted by boxes).
+    np.testing.assert_allclose(
+        periodic.minimum_image(read.positions - record.positions,
+                               record.box), 0, atol=1e-4)
+  run = _predict_main(f"--model={path}", f"--input={xyz}",
+                      f"--output={tmp_path / 'out.npz'}")
+  assert run.returncode == 0, run.stderr[-3000:]
+  reference = _predict_main(f"--model={path}",
+                            f"--input={_save(record, tmp_path)}",
+                            f"--output={tmp_path / 'ref.npz'}")
+  assert reference.returncode == 0, reference.stderr[-3000:]
+  np.testing.assert_allclose(np.load(tmp_path / "out.npz")["propensity"],
+                             np.load(tmp_path / "ref.npz")["propensity"],
+                             rtol=1e-4, atol=1e-5)
+  # A sheared (triclinic) cell is refused with the cell named.
+  atoms.set_cell(np.diag(record.box.astype(np.float64)) +
+                 [[0, 0, 0], [0.5, 0, 0], [0, 0, 0]], scale_atoms=False)
+  sheared = str(tmp_path / "sheared.extxyz")
+  ase_io.write(sheared, atoms, format="extxyz")
+  with pytest.raises(prediction.PredictionError, match="not orthorhombic"):
+    prediction.read_configuration(sheared)
+
+
+def _save(record, tmp_path):
+  path = str(tmp_path / "ref_input.npz")
+  io_lib.save_npz(record, path)
+  return path
