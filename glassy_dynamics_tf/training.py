@@ -18,6 +18,11 @@
    ▼ export_saved_model(...) -> WORKDIR/saved_model/   (+ assets/metadata.json)
 ```
 
+Under MultiWorkerMirroredStrategy (docs/SCALING.md) every worker runs all of
+this but the export; the chief writes WORKDIR's files, the other workers
+take part in every save but write to their own `workertemp_<i>`
+directories (`worker_dir`), which are removed again.
+
 Paper choices (Bapst et al. 2020, Methods): MSE on type-A particles only,
 Adam with learning rate 1e-4, gradients clipped to global norm 1.0, a random
 cube symmetry per example per step. Model selection uses the validation split,
@@ -69,14 +74,18 @@ def create_strategy(name: str = "default",
 
   Args:
     name: "default" (one device), "mirrored" (all local GPUs, or the local
-      logical CPUs), "multi_worker" (TF_CONFIG cluster), "tpu".
-    tpu_address: TPU name or grpc address for "tpu" ("" = local / TPU VM).
+      logical CPUs), "multi_worker" (the cluster in $TF_CONFIG; create it
+      before any other TensorFlow op), "tpu". See docs/SCALING.md.
+    tpu_address: for "tpu": the Cloud TPU's name or grpc://host:8470
+      address, "local" for the chips of the TPU VM this runs on; "" lets
+      TPUClusterResolver find it ($TPU_NAME, or the VM's metadata).
 
   Returns:
     the strategy.
 
   Raises:
-    TrainingError: an unknown name.
+    TrainingError: an unknown name, or "multi_worker" after TensorFlow's
+      runtime has started.
   """
   if name == "default":
     return tf.distribute.get_strategy()
@@ -86,7 +95,20 @@ def create_strategy(name: str = "default",
       devices = tf.config.list_logical_devices("CPU")
     return tf.distribute.MirroredStrategy([d.name for d in devices])
   if name == "multi_worker":
-    return tf.distribute.MultiWorkerMirroredStrategy()
+    # The cluster comes from the TF_CONFIG environment variable
+    # (docs/SCALING.md). Collective ops can only be configured before the
+    # TensorFlow runtime starts, i.e. before the first op or tf.data dataset.
+    try:
+      return tf.distribute.MultiWorkerMirroredStrategy()
+    except RuntimeError as e:
+      if "program startup" not in str(e):
+        raise
+      raise TrainingError(
+          "config.train.strategy='multi_worker': the strategy must be "
+          "created before any TensorFlow op runs; call "
+          "training.create_strategy('multi_worker') first thing in the "
+          "program (before building datasets) and pass it to "
+          "train(strategy=...)") from e
   if name == "tpu":
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
         tpu=tpu_address)
@@ -95,6 +117,59 @@ def create_strategy(name: str = "default",
     return tf.distribute.TPUStrategy(resolver)
   raise TrainingError(
       f"config.train.strategy={name!r} is not one of {STRATEGIES}")
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+  """Whether this process owns the work directory's files.
+
+  True for every single-process strategy (default, mirrored, TPU: one
+  client drives all the devices) and for the chief of a multi-worker
+  cluster (task "chief", or "worker" 0 if there is no chief).
+  """
+  return bool(strategy.extended.should_checkpoint)
+
+
+def worker_dir(path: str, strategy: tf.distribute.Strategy) -> str:
+  """The directory this worker writes the files meant for `path` to.
+
+  Under MultiWorkerMirroredStrategy every worker must take part in saving a
+  checkpoint (the save runs collective ops, so a chief saving alone waits
+  for ever or fails), but only the chief's files count. As tf_keras'
+  callbacks do (distributed_file_utils.write_dirpath), the chief writes to
+  `path` and every other worker to its own `path/workertemp_<task id>`, so
+  two processes never write the same file.
+
+  Args:
+    path: directory, as a single-process run would use it.
+    strategy: the training strategy.
+
+  Returns:
+    `path` for the chief (or a single process), else the worker's temporary
+    directory inside it.
+  """
+  if is_chief(strategy):
+    return path
+  task_id = strategy.cluster_resolver.task_id
+  return os.path.join(path, f"workertemp_{task_id}")
+
+
+def barrier(strategy: tf.distribute.Strategy) -> None:
+  """Waits until every worker of a multi-worker cluster gets here.
+
+  An all-reduce of a constant over all replicas; a no-op for single-process
+  strategies. Used before the chief deletes files that other workers may
+  still be writing.
+  """
+  if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    return
+
+  @tf.function  # eager collectives are slow and warn
+  def all_reduce():
+    return strategy.reduce(tf.distribute.ReduceOp.SUM,
+                           strategy.run(lambda: tf.ones([], tf.float32)),
+                           axis=None)
+
+  all_reduce()
 
 
 # --------------------------------------------------------------- loss ---
@@ -194,7 +269,9 @@ def create_model(config, metadata: input_pipeline.DatasetMetadata,
   if jit_compile and strategy.num_replicas_in_sync > 1 and all(
       "CPU" in d.upper() for d in strategy.extended.worker_devices):
     # XLA cannot place the replicas' variables on several logical CPU devices
-    # ("Trying to access resource ... located in device CPU:1 from CPU:0").
+    # ("Trying to access resource ... located in device CPU:1 from CPU:0"),
+    # and has no CPU collectives for multi-worker runs ("Collectives are not
+    # yet implemented for CPU devices when compiling with XLA", TF 2.21).
     logging.warning("jit_compile is off: XLA does not support %d replicas "
                     "on CPU devices", strategy.num_replicas_in_sync)
     jit_compile = False
@@ -244,6 +321,8 @@ class ValidationPearson(tf_keras.callbacks.Callback):
   (TensorBoard, EarlyStopping and History see them), and, if `val_pearson`
   improved, saves the weights to `best_dir` and the scores to
   `best_dir/best.json`. The best score survives restarts of a killed run.
+  Under MultiWorkerMirroredStrategy every worker needs its own `best_dir`
+  (`worker_dir(shared_best_dir, strategy)`).
   """
 
   def __init__(self, dataset: tf.data.Dataset, best_dir: str,
@@ -284,9 +363,11 @@ class ValidationPearson(tf_keras.callbacks.Callback):
     if logs is not None:
       logs.update(scores)
     value = scores["val_pearson"]
-    # Only the chief writes (multi-worker: every worker computes the same).
-    should_write = self.model.distribute_strategy.extended.should_checkpoint
-    if should_write and math.isfinite(value) and value > self.best_value:
+    # Every worker computes the same scores (the predictions are gathered
+    # from all workers), so all take the same branch: under multi-worker
+    # training each must save, since a checkpoint save runs collective ops;
+    # `best_dir` is then worker_dir(...) of the shared directory.
+    if math.isfinite(value) and value > self.best_value:
       checkpoint = tf.train.Checkpoint(model=self.model)
       manager = tf.train.CheckpointManager(checkpoint, self._best_dir,
                                            max_to_keep=1)
@@ -604,12 +685,16 @@ def train(config, workdir: str, data_dir: Optional[str] = None,
   callbacks = [tf_keras.callbacks.BackupAndRestore(
       backup_dir, save_freq=backup_every, delete_checkpoint=False)]
   validation = None
+  # Multi-worker: each non-chief worker keeps its own copy of the best
+  # weights (worker_dir) until the end, so that every worker restores them
+  # from its own files, without reading the chief's while it writes.
+  best_dir = worker_dir(os.path.join(workdir, BEST_DIR), strategy)
   if "validation" in records:
     validation = ValidationPearson(
         input_pipeline.eval_dataset(
             input_pipeline.graph_dataset(records["validation"], config,
                                          metadata), batch_size),
-        os.path.join(workdir, BEST_DIR), steps_per_epoch)
+        best_dir, steps_per_epoch)
     callbacks.append(validation)
     patience = int(config.train.get("early_stopping_patience", 0))
     if patience:
@@ -630,7 +715,8 @@ def train(config, workdir: str, data_dir: Optional[str] = None,
   if previous and start_step and _jsonable(previous) != _jsonable(config_json):
     logging.warning("the config differs from the one %s was started with; "
                     "resuming anyway", workdir)
-  write_json(os.path.join(workdir, "config.json"), config_json)
+  if is_chief(strategy):
+    write_json(os.path.join(workdir, "config.json"), config_json)
   started = time.time()
   history = model.fit(
       tf_keras.utils.experimental.DatasetCreator(dataset_fn),
@@ -642,10 +728,10 @@ def train(config, workdir: str, data_dir: Optional[str] = None,
   best = {}
   if validation is not None and validation.best:
     best = validation.best
-    restore_best(model, os.path.join(workdir, BEST_DIR))
+    restore_best(model, best_dir)
     logging.info("exporting the best validation weights (step %d, "
                  "val_pearson %.4f)", best["step"], best["val_pearson"])
-  if strategy.extended.should_checkpoint:  # the chief (or the only) worker
+  if is_chief(strategy):  # the chief (or the only) process
     export_saved_model(model, config, metadata, saved_model_path)
     write_json(state_path, {
         "finished": True,
@@ -654,8 +740,13 @@ def train(config, workdir: str, data_dir: Optional[str] = None,
         "metadata": metadata.to_json_dict(),
         "history": history.history,
     })
+  # No worker may still be writing its backup when the chief deletes it.
+  barrier(strategy)
+  if is_chief(strategy):
     if tf.io.gfile.exists(backup_dir):
       tf.io.gfile.rmtree(backup_dir)
+  elif tf.io.gfile.exists(best_dir):
+    tf.io.gfile.rmtree(best_dir)  # this worker's temporary copy
   return TrainResult(history=history.history, best=best, metadata=metadata,
                      saved_model=saved_model_path,
                      resumed_from_step=start_step, model=model)
