@@ -4,7 +4,8 @@ The pipeline (DESIGN.md, "Data flows one way"):
 
 ```
  tfds.load(dataset.name, split)          one example = one configuration
-   │  records_dataset / load_records
+   │  records_dataset / load_records        train: the first
+   │                                        dataset.max_train_examples (0 = all)
    ▼
  select timescales (dataset.timescale_indices)
    │  graph_dataset: build_graph_tf ONCE per configuration, pad, cache
@@ -145,20 +146,25 @@ def load_records(config, split: str,
 
   Returns:
     tf.data.Dataset of dicts with RECORD_KEYS (see RECORD_SIGNATURE), in the
-    deterministic order of the TFDS files.
+    deterministic order of the TFDS files. For split "train" with
+    config.dataset.max_train_examples = k > 0, only the first k examples in
+    that fixed order, so a smaller subset is contained in every larger one.
 
   Raises:
-    PipelineError: the dataset or split does not exist or is empty.
+    PipelineError: the dataset or split does not exist or is empty, or
+      max_train_examples is negative or exceeds the train split.
   """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   name = config.dataset.name
   if data_dir is None:
     data_dir = config.dataset.get("data_dir", "")
+  limit = max_train_examples(config) if split == "train" else 0
   # A prepared dataset is read from its files in data_dir; the builder need
   # not be importable (training never generates data).
   try:
-    dataset = tfds.load(name, split=split, data_dir=data_dir or None,
-                        shuffle_files=False, download=False)
+    dataset, info = tfds.load(name, split=split, data_dir=data_dir or None,
+                              shuffle_files=False, download=False,
+                              with_info=True)
   except Exception as e:  # TFDS raises a zoo of types here.
     # TFDS appends every dataset it knows; keep the first lines.
     message = "\n".join(str(e).splitlines()[:2])
@@ -167,7 +173,32 @@ def load_records(config, split: str,
         f"'{data_dir or '~/tensorflow_datasets'}': {type(e).__name__}: "
         f"{message}. Build it first: tfds build datasets/glassy_dynamics "
         f"--config=... --manual_dir=... --data_dir=...") from e
+  if limit:
+    available = info.splits[split].num_examples
+    if limit > available:
+      # A dataset-size study must not silently train two of its points on
+      # the same data.
+      raise PipelineError(
+          f"config.dataset.max_train_examples={limit}, but split '{split}' "
+          f"of TFDS dataset '{name}' holds only {available} configurations")
+    # A prefix of the unshuffled read order: the same k configurations on
+    # every run, nested in any larger k.
+    dataset = dataset.take(limit)
   return dataset.map(lambda ex: {k: ex[k] for k in RECORD_KEYS})
+
+
+def max_train_examples(config) -> int:
+  """config.dataset.max_train_examples, checked (0 = the whole split).
+
+  Raises:
+    PipelineError: a negative or non-integer value.
+  """
+  value = config.dataset.get("max_train_examples", 0) or 0
+  if int(value) != value or value < 0:
+    raise PipelineError(
+        f"config.dataset.max_train_examples must be an integer >= 0 (0 = "
+        f"all), found {value!r}")
+  return int(value)
 
 
 def records_dataset(records: Sequence[Any]) -> tf.data.Dataset:
@@ -258,8 +289,9 @@ def compute_metadata(splits: Mapping[str, tf.data.Dataset], config,
     DatasetMetadata.
 
   Raises:
-    PipelineError: an empty split, records whose timescale count differs, or
-      configured padding sizes too small for the data.
+    PipelineError: an empty split, records whose timescale count differs,
+      configured padding sizes too small for the data, or a train split
+      larger than config.dataset.max_train_examples.
   """
   cutoff = float(config.graph.cutoff)
   self_loops = bool(config.graph.self_loops)
@@ -311,6 +343,14 @@ def compute_metadata(splits: Mapping[str, tf.data.Dataset], config,
           f"'{dataset_name or config.dataset.name}' is empty")
     counts[split] = count
 
+  limit = max_train_examples(config)
+  if limit and counts.get("train", 0) > limit:
+    # Records given directly (not through load_records) must be cut by the
+    # caller, or the statistics would not be those of the data trained on.
+    raise PipelineError(
+        f"split 'train' holds {counts['train']} configurations but "
+        f"config.dataset.max_train_examples={limit}; pass only the first "
+        f"{limit} (load_records does so for TFDS data)")
   padded = graphs.padding_sizes(n_nodes, n_edges)
   max_nodes = int(config.graph.get("max_nodes", 0) or padded.max_nodes)
   max_edges = int(config.graph.get("max_edges", 0) or padded.max_edges)

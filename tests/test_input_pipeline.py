@@ -1,12 +1,17 @@
 """Tests of input_pipeline: records -> padded, batched, augmented graphs."""
 
+import os
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_datasets as tfds
 
 from glassy_dynamics_tf import augmentation
 from glassy_dynamics_tf import graphs
 from glassy_dynamics_tf import input_pipeline
+from glassy_dynamics_tf import io as io_lib
 from glassy_dynamics_tf.configs import smoke
 from glassy_dynamics_tf.io import record as record_lib
 
@@ -226,3 +231,86 @@ def test_missing_tfds_dataset_is_named(config, tmp_path):
                      match="split 'train' of TFDS dataset 'glassy_dynamics/"
                      "no_such_config'"):
     input_pipeline.load_records(config, "train", str(tmp_path))
+
+
+def _build_tfds(directory, n_files, n_particles=100):
+  """Synthetic records as the TFDS dataset glassy_dynamics/demo.
+
+  Returns:
+    (data_dir, records by file name).
+  """
+  datasets_dir = os.path.join(os.path.dirname(os.path.dirname(
+      os.path.abspath(__file__))), "datasets")
+  if datasets_dir not in sys.path:
+    # The module name `tfds build datasets/glassy_dynamics` and pytest use.
+    sys.path.insert(0, datasets_dir)
+  # pylint: disable=g-import-not-at-top
+  from glassy_dynamics import glassy_dynamics_dataset_builder as gd
+  source = directory / "npz"
+  source.mkdir(parents=True)
+  written = {}
+  for i, record in enumerate(synthetic_records.make_records(
+      n_files, n_particles=n_particles)):
+    name = f"configuration_{i:05d}.npz"
+    io_lib.save_npz(record, str(source / name))
+    written[name] = record
+  builder = gd.Builder(config=gd.GlassyDynamicsConfig(name="demo",
+                                                      path=str(source)),
+                       data_dir=str(directory / "tfds"))
+  builder.download_and_prepare(
+      download_config=tfds.download.DownloadConfig())
+  return str(directory / "tfds"), written
+
+
+def test_max_train_examples_takes_a_fixed_nested_prefix(config, tmp_path):
+  data_dir, written = _build_tfds(tmp_path, 10)
+  by_positions = {r.positions.tobytes(): r for r in written.values()}
+
+  def train_records(k):
+    config.dataset.max_train_examples = k
+    return [by_positions[x["positions"].tobytes()] for x in
+            input_pipeline.load_records(config, "train",
+                                        data_dir).as_numpy_iterator()]
+
+  everything = train_records(0)
+  assert len(everything) >= 4  # the builder's hash split of 10 files
+  # Nested: every subset is the first k of the same fixed order, and reading
+  # it again gives the same configurations.
+  for k in (1, 2, len(everything) - 1, len(everything)):
+    subset = train_records(k)
+    assert [r.positions.tobytes() for r in subset] == [
+        r.positions.tobytes() for r in everything[:k]]
+  assert [r.positions.tobytes() for r in train_records(2)] == [
+      r.positions.tobytes() for r in train_records(2)]
+  # Validation is never cut.
+  config.dataset.max_train_examples = 1
+  n_validation = len(list(input_pipeline.load_records(
+      config, "validation", data_dir)))
+  config.dataset.max_train_examples = 0
+  assert n_validation == len(list(input_pipeline.load_records(
+      config, "validation", data_dir)))
+  # The metadata (count, target statistics) is that of the subset.
+  config.dataset.max_train_examples = 2
+  metadata = input_pipeline.compute_metadata(
+      {"train": input_pipeline.load_records(config, "train", data_dir)},
+      config)
+  assert metadata.num_examples == {"train": 2}
+  a = np.concatenate([r.propensity[:, r.types == 0] for r in everything[:2]],
+                     1)
+  np.testing.assert_allclose(metadata.target_mean, a.mean(1), rtol=1e-6)
+  np.testing.assert_allclose(metadata.target_std, a.std(1), rtol=1e-5)
+  # Records handed over in memory must already be cut.
+  with pytest.raises(input_pipeline.PipelineError,
+                     match="holds 3 configurations but config.dataset."
+                     "max_train_examples=2"):
+    input_pipeline.compute_metadata(
+        {"train": input_pipeline.records_dataset(everything[:3])}, config)
+  # More than the split holds, or a negative count: named errors.
+  config.dataset.max_train_examples = len(everything) + 1
+  with pytest.raises(input_pipeline.PipelineError,
+                     match=f"max_train_examples={len(everything) + 1}, but "
+                     f"split 'train'.*only {len(everything)}"):
+    input_pipeline.load_records(config, "train", data_dir)
+  config.dataset.max_train_examples = -1
+  with pytest.raises(input_pipeline.PipelineError, match=">= 0"):
+    input_pipeline.load_records(config, "train", data_dir)

@@ -166,7 +166,8 @@ def predictor_scores(fn: ScoreFn, result: shear_lib.ShearResult,
 def model_score_fn(predict: ScoreFn, output_index: int = 0) -> ScoreFn:
   """One output (timescale) of a model's predict(positions, types, box) ->
   [n, n_outputs] (e.g. prediction.load_predictor(path).predict), as a
-  score function. Positions are passed as float32, the SavedModel's type."""
+  score function. Positions are passed as float32, the SavedModel's type.
+  A negative `output_index` counts from the end (-1 = the last output)."""
 
   def score(positions, types, box):
     out = np.asarray(predict(np.asarray(positions, np.float32),
@@ -174,7 +175,7 @@ def model_score_fn(predict: ScoreFn, output_index: int = 0) -> ScoreFn:
                              np.asarray(box, np.float32)))
     if out.ndim == 1:
       out = out[:, None]
-    if not 0 <= output_index < out.shape[1]:
+    if not -out.shape[1] <= output_index < out.shape[1]:
       raise ShearStudyError(f"output_index {output_index} outside the "
                             f"model's {out.shape[1]} outputs")
     return out[:, output_index]

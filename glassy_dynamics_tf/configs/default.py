@@ -43,6 +43,12 @@ def get_config() -> ml_collections.ConfigDict:
   # timescale: timescale_indices = (j,).
   config.dataset.timescale_indices = ()
   config.dataset.shuffle_buffer = 64
+  # Train on the first k configurations of the train split only (0 = all),
+  # in TFDS's fixed order, so that smaller subsets nest in larger ones: the
+  # dataset-size study of Extended Data Fig. 1 (analysis/sweeps.py). Each
+  # is still augmented by the cube symmetries; validation and test stay
+  # whole, and the target statistics come from the k configurations.
+  config.dataset.max_train_examples = 0
 
   config.graph = ml_collections.ConfigDict()
   config.graph.cutoff = 2.0        # σ_AA, edges for |r_ij| < cutoff (Methods).

@@ -810,7 +810,13 @@ compute shear_virial all pressure NULL virial
 thermo_style custom step pe fmax c_shear_virial[4]
 """)
     initial = _observe(sim).potential_energy
-    iterations = _minimise(lmp, settings)
+    try:
+      iterations = _minimise(lmp, settings)
+    except Exception as e:  # LAMMPS raises a bare Exception.
+      raise ShearError(
+          f"LAMMPS could not minimise the energy of this configuration "
+          f"(initial potential energy {initial:.4g} ε_AA per particle; "
+          f"overlapping particles?): {str(e).splitlines()[0]}") from e
     observed = _observe(sim)
     energies = sim.potential_energy_per_particle()
     state = sim.state()

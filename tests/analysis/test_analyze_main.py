@@ -13,6 +13,8 @@ import pytest
 
 from glassy_dynamics_tf import io as io_lib
 from glassy_dynamics_tf.analysis import common
+from glassy_dynamics_tf.io import record as record_lib
+from glassy_dynamics_tf.simulation import kob_andersen as ka
 
 import synthetic_records
 
@@ -128,11 +130,14 @@ def test_every_flag_is_explained():
       "output_dir", "max_configurations", "seed", "n_centres", "max_hops",
       "shell_width", "max_distance", "displacement", "n_draws",
       "perturbation", "fields", "bin_width", "r_max", "fit_r_min",
-      "fit_floor", "max_points", "perplexity", "neighbours", "figures"}
+      "fit_floor", "max_points", "perplexity", "neighbours", "figures",
+      "config", "sweep_root", "num_parallel", "sizes", "cutoffs",
+      "recurrences", "output_index", "strain_step", "max_strain"}
   for name, flag in defined.items():
     assert len(flag.help) > 10, name
   assert set(module.STUDIES) == {"shell_ablation", "edge_perturbation",
-                                 "correlation_length", "embedding_map"}
+                                 "correlation_length", "embedding_map",
+                                 "dataset_size", "edge_threshold", "shear"}
   assert defined["study"].parser.enum_values == list(module.STUDIES)
   # Each study is described in the module docstring that --help prints.
   for study in module.STUDIES:
@@ -146,3 +151,44 @@ def test_analyze_main_reports_bad_input(tmp_path):
   assert run.returncode != 0
   assert "analyze_main.py: error: --input" in run.stderr
   assert "no such file or directory" in run.stderr
+
+
+def test_analyze_main_shear_end_to_end(exported, tmp_path):
+  # Two AQS steps of a quenched synthetic configuration: the command path
+  # (model scores, energy baseline, JSON, figure); the physics of the
+  # events is tested in tests/simulation/test_shear.py.
+  path, _, _ = exported
+  # A jittered lattice: quenchable (random synthetic positions overlap).
+  n = 250
+  box = np.full(3, (n / 1.2)**(1 / 3))
+  positions, types = ka.lattice_configuration(n, box, seed=3)
+  positions = positions + np.random.default_rng(0).normal(0, 0.05, (n, 3))
+  record = record_lib.ConfigurationRecord.create(
+      positions=positions, types=types, box=box, temperature=0.9,
+      propensity=np.zeros((1, n)), times=[1.0])
+  os.makedirs(tmp_path / "data")
+  io_lib.save_npz(record, str(tmp_path / "data" / "configuration_00000.npz"))
+  out = tmp_path / "out"
+  run = _analyze_main("--study=shear", f"--model={path}",
+                      f"--input={tmp_path / 'data'}", f"--output_dir={out}",
+                      "--strain_step=1e-3", "--max_strain=0.002")
+  assert run.returncode == 0, run.stderr[-3000:]
+  assert "shear" in run.stdout
+  with open(out / "shear.json") as f:
+    report = json.load(f)
+  (configuration,) = report["configurations"]
+  assert configuration["id"] == "configuration_00000"
+  assert (out / "shear.png").stat().st_size > 0
+  assert (out / "shear_runs" / "configuration_00000.npz").exists()
+  run = _analyze_main("--study=shear", f"--model={path}",
+                      f"--input={tmp_path / 'data'}", f"--output_dir={out}",
+                      "--strain_step=1e-3", "--max_strain=0.002",
+                      "--output_index=7")
+  assert run.returncode != 0 and "output_index 7" in run.stderr
+  # Overlapping particles: the quench fails with a clear message.
+  _write_npz(str(tmp_path / "overlapping"), n=1, n_particles=250)
+  run = _analyze_main("--study=shear", f"--model={path}",
+                      f"--input={tmp_path / 'overlapping'}",
+                      f"--output_dir={tmp_path / 'out2'}")
+  assert run.returncode != 0
+  assert "could not minimise" in run.stderr, run.stderr[-2000:]
