@@ -40,6 +40,7 @@ import numpy as np
 from glassy_dynamics_tf import baselines as baselines_lib
 from glassy_dynamics_tf import metrics
 from glassy_dynamics_tf.configs import default as default_config
+from glassy_dynamics_tf.io import json_files
 from glassy_dynamics_tf.io import record as record_lib
 
 INV_E = math.exp(-1.0)
@@ -482,9 +483,7 @@ def write_csv(report: dict, path: str) -> None:
 
 
 def write_json(obj, path: str) -> None:
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  with tf.io.gfile.GFile(path, "w") as f:
-    json.dump(obj, f, indent=1, allow_nan=False)
+  json_files.write_json(path, obj, indent=1)
 
 
 def _json_summary(summary: metrics.Summary) -> dict:

@@ -48,6 +48,7 @@ from glassy_dynamics_tf import graphs
 from glassy_dynamics_tf import input_pipeline
 from glassy_dynamics_tf import metrics
 from glassy_dynamics_tf import model as model_lib
+from glassy_dynamics_tf.io import json_files
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 
@@ -712,7 +713,8 @@ def train(config, workdir: str, data_dir: Optional[str] = None,
 
   config_json = json.loads(config.to_json_best_effort())
   previous = read_json(os.path.join(workdir, "config.json"))
-  if previous and start_step and _jsonable(previous) != _jsonable(config_json):
+  if previous and start_step and (json_files.jsonable(previous) !=
+                                  json_files.jsonable(config_json)):
     logging.warning("the config differs from the one %s was started with; "
                     "resuming anyway", workdir)
   if is_chief(strategy):
@@ -800,24 +802,5 @@ def read_json(path: str) -> Dict[str, Any]:
 
 
 def write_json(path: str, value: Mapping[str, Any]) -> None:
-  """Writes JSON atomically (temporary file, then rename)."""
-  tf.io.gfile.makedirs(os.path.dirname(path) or ".")
-  tmp = path + ".tmp"
-  with tf.io.gfile.GFile(tmp, "w") as f:
-    json.dump(_jsonable(value), f, indent=2, sort_keys=True)
-  tf.io.gfile.rename(tmp, path, overwrite=True)
-
-
-def _jsonable(value):
-  if isinstance(value, Mapping):
-    return {str(k): _jsonable(v) for k, v in value.items()}
-  if isinstance(value, (list, tuple)):
-    return [_jsonable(v) for v in value]
-  if isinstance(value, (np.floating, float)):
-    value = float(value)
-    return value if math.isfinite(value) else None
-  if isinstance(value, np.integer):
-    return int(value)
-  if isinstance(value, np.ndarray):
-    return _jsonable(value.tolist())
-  return value
+  """Writes strict JSON atomically (temporary file, then rename)."""
+  json_files.write_json(path, value, indent=2, sort_keys=True)

@@ -31,6 +31,7 @@ from glassy_dynamics_tf import evaluation
 from glassy_dynamics_tf import model as model_lib
 from glassy_dynamics_tf import prediction
 from glassy_dynamics_tf import training
+from glassy_dynamics_tf.io import json_files
 from glassy_dynamics_tf.io import record as record_lib
 
 TYPE_A = int(record_lib.ParticleType.A)
@@ -374,22 +375,8 @@ def select_centres(types: np.ndarray, n_centres: int,
 # --------------------------------------------------------------- outputs ---
 
 
-def jsonable(value):
-  """Nested containers of numbers -> JSON values; NaN and inf -> None."""
-  if isinstance(value, dict):
-    return {str(k): jsonable(v) for k, v in value.items()}
-  if isinstance(value, (list, tuple)):
-    return [jsonable(v) for v in value]
-  if isinstance(value, np.ndarray):
-    return jsonable(value.tolist())
-  if isinstance(value, (bool, np.bool_)):
-    return bool(value)
-  if isinstance(value, (int, np.integer)):
-    return int(value)
-  if isinstance(value, (float, np.floating)):
-    value = float(value)
-    return value if math.isfinite(value) else None
-  return value
+# Strict, atomic JSON: one implementation for the whole project.
+jsonable = json_files.jsonable
 
 
 def float_array(values) -> np.ndarray:
@@ -408,13 +395,7 @@ def float_array(values) -> np.ndarray:
 
 def write_json(path: str, value: Dict[str, Any]) -> str:
   """Strict JSON (NaN as null), written atomically; returns the path."""
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(jsonable(value), f, indent=1, allow_nan=False)
-    f.write("\n")
-  os.replace(tmp, path)
-  return path
+  return json_files.write_json(path, value, indent=1)
 
 
 def pyplot():

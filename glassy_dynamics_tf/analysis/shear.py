@@ -36,7 +36,6 @@ t044_s09 network and 0.570 for the potential energy, precision@k 0.278 and
 γ = 0.0008 (12 particles): ROC-AUC 0.707 and 0.662.
 """
 
-import json
 import math
 import os
 from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional
@@ -45,6 +44,7 @@ from typing import Sequence, Union
 import numpy as np
 
 from glassy_dynamics_tf import metrics
+from glassy_dynamics_tf.io import json_files
 from glassy_dynamics_tf.io import record as record_lib
 from glassy_dynamics_tf.simulation import kob_andersen as ka
 from glassy_dynamics_tf.simulation import shear as shear_lib
@@ -344,7 +344,7 @@ def run_shear_study(configurations: Sequence[Configuration],
   if figure:
     report["figure"] = plot(results, all_scores, names,
                             os.path.join(output_dir, FIGURE_NAME))
-  _write_json(os.path.join(output_dir, REPORT_NAME), report)
+  json_files.write_json(os.path.join(output_dir, REPORT_NAME), report)
   return report
 
 
@@ -409,34 +409,6 @@ def plot(results: Sequence[shear_lib.ShearResult],
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   fig.savefig(path, dpi=120, bbox_inches="tight")
   plt.close(fig)
-  return path
-
-
-def _jsonable(value):
-  if isinstance(value, dict):
-    return {str(k): _jsonable(v) for k, v in value.items()}
-  if isinstance(value, (list, tuple)):
-    return [_jsonable(v) for v in value]
-  if isinstance(value, np.ndarray):
-    return _jsonable(value.tolist())
-  if isinstance(value, (bool, np.bool_)):
-    return bool(value)
-  if isinstance(value, (int, np.integer)):
-    return int(value)
-  if isinstance(value, (float, np.floating)):
-    value = float(value)
-    return value if math.isfinite(value) else None
-  return value
-
-
-def _write_json(path: str, report: Dict[str, Any]) -> str:
-  """Strict JSON (NaN as null), written atomically."""
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(_jsonable(report), f, indent=1, allow_nan=False)
-    f.write("\n")
-  os.replace(tmp, path)
   return path
 
 
