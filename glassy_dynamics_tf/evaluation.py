@@ -699,4 +699,9 @@ def _evaluate_settings(config: Optional[ml_collections.ConfigDict]
 
 
 def _safe(name: str) -> str:
-  return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(name))
+  """A file-name stem from a configuration id (its .npz/.pickle dropped)."""
+  stem = str(name)
+  for suffix in (".npz", ".pickle", ".pkl"):
+    if stem.endswith(suffix):
+      stem = stem[:-len(suffix)]
+  return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)
