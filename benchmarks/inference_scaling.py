@@ -46,7 +46,6 @@ for timing, only the number of neighbours does.
 
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -58,6 +57,8 @@ import time
 from absl import app
 from absl import flags
 import numpy as np
+
+import machine  # benchmarks/machine.py  # pylint: disable=g-bad-import-order
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DENSITY = 1.2      # σ⁻³, Kob & Andersen (1995)
@@ -336,27 +337,6 @@ def _run_child(*args) -> dict:
 # ------------------------------------------------------------- report ---
 
 
-def _machine() -> dict:
-  from importlib import metadata  # pylint: disable=g-import-not-at-top
-  cpu = platform.processor()
-  with open("/proc/cpuinfo") as f:
-    for line in f:
-      if line.startswith("model name"):
-        cpu = line.split(":", 1)[1].strip()
-        break
-  with open("/proc/meminfo") as f:
-    ram = int(f.readline().split()[1]) * 1024 / GIB
-  versions = {}
-  for package in ("tensorflow", "tensorflow-cpu", "numpy", "scipy"):
-    try:
-      versions[package] = metadata.version(package)
-    except metadata.PackageNotFoundError:
-      pass
-  return {"platform": platform.platform(), "cpu_model": cpu,
-          "cpus": os.cpu_count(), "ram_gib": round(ram, 1),
-          "python": platform.python_version(), "versions": versions}
-
-
 def _table(results) -> str:
   header = (f"{'N':>9s} {'method':15s} {'edges':>10s} {'first s':>9s} "
             f"{'time s':>9s} {'us/particle':>11s} {'peak GiB':>9s} "
@@ -407,7 +387,8 @@ def main(argv):
         results.append(row)
         print(_table([row]).splitlines()[-1], flush=True)
   report = {
-      "machine": dict(_machine(), load_average_at_start=load_start,
+      "machine": dict(machine.describe(
+          ("tensorflow", "tensorflow-cpu", "numpy", "scipy")), load_average_at_start=load_start,
                       load_average_at_end=os.getloadavg()),
       "model": dict(model, config="glassy_dynamics_tf/configs/demo.py",
                     weights="random (training.create_model)"),

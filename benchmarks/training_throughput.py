@@ -66,7 +66,6 @@ cached in --records_cache.
 import importlib.metadata
 import json
 import os
-import platform
 import shutil
 import signal
 import statistics
@@ -78,6 +77,8 @@ import time
 from absl import app
 from absl import flags
 import numpy as np
+
+import machine  # benchmarks/machine.py  # pylint: disable=g-bad-import-order
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GIB = 1024**3
@@ -126,43 +127,6 @@ _JIT = flags.DEFINE_bool("jit_compile", False, "Internal (ours).")
 _STRATEGY = flags.DEFINE_enum("strategy", "default", ["default", "mirrored"],
                               "Internal (ours).")
 _RESULT = flags.DEFINE_string("result", "", "Internal: JSON result file.")
-
-
-# ------------------------------------------------------------- machine ---
-
-
-def machine() -> dict:
-  """CPU model, cores, memory and library versions of this machine."""
-  cpu = "unknown"
-  with open("/proc/cpuinfo") as f:
-    for line in f:
-      if line.startswith("model name"):
-        cpu = line.split(":", 1)[1].strip()
-        break
-  flags_line = ""
-  with open("/proc/cpuinfo") as f:
-    for line in f:
-      if line.startswith("flags"):
-        flags_line = line
-        break
-  with open("/proc/meminfo") as f:
-    mem_kib = int(f.readline().split()[1])
-  versions = {}
-  for name in ("tensorflow", "tensorflow-cpu", "tf-keras", "dm-sonnet",
-               "graph-nets", "numpy"):
-    try:
-      versions[name] = importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-      pass
-  return {
-      "cpu_model": cpu,
-      "avx512": " avx512f" in flags_line,
-      "cores": os.cpu_count(),
-      "memory_gib": round(mem_kib * 1024 / GIB, 1),
-      "python": platform.python_version(),
-      "platform": platform.platform(),
-      "versions": versions,
-  }
 
 
 def _rss_gib(pid: int = 0) -> float:
@@ -951,7 +915,9 @@ def orchestrate() -> None:
       "benchmark": "benchmarks/training_throughput.py",
       "command": " ".join(["nice -n 10 python"] + sys.argv),
       "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-      "machine": machine(),
+      "machine": machine.describe(
+          ("tensorflow", "tensorflow-cpu", "tf-keras", "dm-sonnet",
+           "graph-nets", "numpy")),
       "data": {
           "kind": "synthetic (tests/synthetic_records.py): uniform random "
                   "positions at density 1.2, 80 % type A",
