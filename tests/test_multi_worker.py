@@ -72,24 +72,15 @@ _WORKER_SCRIPT = textwrap.dedent("""
     from glassy_dynamics_tf import training
     strategy = training.create_strategy("multi_worker")
     import numpy as np
-    import tf_keras
+    import crash_callback
     import test_multi_worker as t
-
-    class Crash(tf_keras.callbacks.Callback):
-      def __init__(self, after):
-        super().__init__()
-        self.after, self.steps = after, 0
-
-      def on_train_batch_end(self, batch, logs=None):
-        self.steps += 1
-        if self.steps == self.after:
-          raise RuntimeError("simulated crash")
 
     workdir, output, crash_after = sys.argv[1], sys.argv[2], int(sys.argv[3])
     result = training.train(
         t._config("multi_worker"), workdir, records=t._records(),
         strategy=strategy, verbose=0,
-        extra_callbacks=[Crash(crash_after)] if crash_after else [])
+        extra_callbacks=([crash_callback.CrashAfter(crash_after)]
+                         if crash_after else []))
     np.savez(output, *result.model.get_weights(),
              loss=np.asarray(result.history["loss"]),
              val_pearson=np.asarray(result.history["val_pearson"]),

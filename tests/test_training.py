@@ -15,6 +15,7 @@ from glassy_dynamics_tf import input_pipeline
 from glassy_dynamics_tf import training
 from glassy_dynamics_tf.configs import smoke
 
+import crash_callback
 import synthetic_records
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -104,26 +105,13 @@ def test_test_split_is_refused(tmp_path):
     training.train(_config(), str(tmp_path), records=records, verbose=0)
 
 
-class _Interrupt(tf_keras.callbacks.Callback):
-  """Kills training (an exception, as a crash) after `after` steps."""
-
-  def __init__(self, after):
-    super().__init__()
-    self.after, self.steps = after, 0
-
-  def on_train_batch_end(self, batch, logs=None):
-    self.steps += 1
-    if self.steps == self.after:
-      raise RuntimeError("simulated crash")
-
-
 def test_resume_after_crash_gives_same_weights(tmp_path):
   config = _config(num_steps=6, steps_per_epoch=3, backup_every_steps=1)
   uninterrupted = training.train(config, str(tmp_path / "a"),
                                  records=_records(), verbose=0)
   with pytest.raises(RuntimeError, match="simulated crash"):
     training.train(config, str(tmp_path / "b"), records=_records(),
-                   extra_callbacks=[_Interrupt(4)], verbose=0)
+                   extra_callbacks=[crash_callback.CrashAfter(4)], verbose=0)
   assert training.backup_step(str(tmp_path / "b" / "backup"), 3) == 4
   resumed = training.train(config, str(tmp_path / "b"), records=_records(),
                            verbose=0)
