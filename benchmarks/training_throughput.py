@@ -30,9 +30,13 @@ devices, compilation caches and the peak resident set belong to it):
                       concatenates the unpadded graphs, and a tf.function
                       (one input signature with dynamic sizes, as in
                       graph_nets' demos) with GradientTape, global-norm
-                      clipping and snt.optimizers.Adam trains the same
-                      Sonnet module, model.EncodeProcessDecode. No tf.data,
-                      no padding, no Keras.
+                      clipping and snt.optimizers.Adam trains
+                      model.EncodeProcessDecode(project_before_gather=
+                      False): the same function and variables, with the
+                      release's graph_nets EdgeBlock on the materialised
+                      [E, 6 latent] concatenation, where ours projects node
+                      features before gathering them (model._EdgeModel).
+                      No tf.data, no padding, no Keras.
              default  with ours under MirroredStrategy over two logical CPU
                       devices (tf.config.set_logical_device_configuration,
                       set before TensorFlow initialises): our model under
@@ -330,7 +334,8 @@ def _gn2020_batches(records, batch, seed=0):
 
 
 def gn2020_train_step(latent: int, recurrences: int, example_graph=None):
-  """The 2020-style train step on a fresh model.EncodeProcessDecode.
+  """The 2020-style train step on a fresh model.EncodeProcessDecode with
+  graph_nets' EdgeBlock (project_before_gather=False), as in the release.
 
   Args:
     latent, recurrences: model size.
@@ -348,7 +353,7 @@ def gn2020_train_step(latent: int, recurrences: int, example_graph=None):
   from glassy_dynamics_tf import model as model_lib  # pylint: disable=g-import-not-at-top
   module = model_lib.EncodeProcessDecode(
       latent_size=latent, mlp_layers=2, num_recurrences=recurrences,
-      n_outputs=1)
+      n_outputs=1, project_before_gather=False)
   model_lib.build_variables(module)
   optimizer = snt.optimizers.Adam(1e-4)  # Methods: Adam, 1e-4.
 

@@ -28,20 +28,128 @@ import tf_keras
 from glassy_dynamics_tf import graphs as graphs_lib
 
 
+class _EdgeModel(snt.Module):
+  """The core's edge MLP, applied without materialising its input.
+
+  The same layers as `snt.nets.MLP((latent,) * layers, activate_final=True,
+  name="mlp")` (variables `mlp/linear_k/{w,b}`, the checkpoint paths
+  `_layers/k/...` of an `snt.nets.MLP`), but the first layer's input
+  concat([e_latent, e_encoded, v_r, v_s]) [E, 6 latent] is never built.
+  Its matmul splits by rows of w:
+
+    concat(...) @ w = e_latent @ w_el + e_encoded @ w_ee
+                      + (v @ w_r)[receivers] + (v @ w_s)[senders]
+
+  The node terms are projected on the N nodes and then gathered (N << E:
+  about 40 edges per particle in the KA liquid), and e_encoded @ w_ee is the
+  same at every recurrence, so it is computed once per forward pass. Per
+  edge and recurrence this costs 2 latent² multiply-adds instead of
+  7 latent², and never holds an [E, 6 latent] tensor.
+  """
+
+  def __init__(self, latent_size: int, mlp_layers: int, name: str = "mlp"):
+    super().__init__(name=name)
+    self._latent_size = latent_size
+    self._layers = [snt.Linear(latent_size, name=f"linear_{k}")
+                    for k in range(mlp_layers)]
+
+  @snt.once
+  def _create_first_layer(self, input_size: int):
+    # snt.Linear creates w [input_size, latent] and b on its first call; a
+    # zero-row input does that without computing anything.
+    self._layers[0](tf.zeros([0, input_size], tf.float32))
+
+  def encoded_term(self, encoded_edges: tf.Tensor,
+                   node_size: int) -> tf.Tensor:
+    """e_encoded @ w_ee + b: [E, latent], the recurrence-independent part.
+
+    Args:
+      encoded_edges: [E, latent] the encoder's edges.
+      node_size: width of the core's node input (2 latent).
+    """
+    latent = self._latent_size
+    self._create_first_layer(2 * latent + 2 * node_size)
+    first = self._layers[0]
+    return tf.matmul(encoded_edges, first.w[latent:2 * latent]) + first.b
+
+  def __call__(self, latent_edges: tf.Tensor, encoded_term: tf.Tensor,
+               nodes: tf.Tensor, receivers: tf.Tensor,
+               senders: tf.Tensor) -> tf.Tensor:
+    """New edges [E, latent] from the core's inputs.
+
+    Args:
+      latent_edges: [E, latent] the current latent edges.
+      encoded_term: [E, latent] from `encoded_term`.
+      nodes: [N, node_size] the core's node input (concat(latent, encoded)).
+      receivers, senders: [E] int32 node indices.
+    """
+    latent = self._latent_size
+    w = self._layers[0].w
+    node_size = nodes.shape[-1]
+    start = 2 * latent
+    projected = tf.matmul(nodes, tf.concat(
+        [w[start:start + node_size], w[start + node_size:]], axis=1))
+    to_receiver, to_sender = tf.split(projected, 2, axis=1)
+    hidden = tf.nn.relu(tf.matmul(latent_edges, w[:latent]) + encoded_term
+                        + tf.gather(to_receiver, receivers)
+                        + tf.gather(to_sender, senders))
+    for layer in self._layers[1:]:
+      hidden = tf.nn.relu(layer(hidden))
+    return hidden
+
+
+class _FactoredEdgeBlock(snt.Module):
+  """graph_nets' EdgeBlock (edges, receiver and sender nodes; no globals)
+  with the projection-before-gather edge model `_EdgeModel`.
+
+  Module and variable names as `blocks.EdgeBlock(name="edge_block")` with
+  an MLP named "mlp", so checkpoints and the TF1 import are unchanged.
+  """
+
+  def __init__(self, latent_size: int, mlp_layers: int,
+               name: str = "edge_block"):
+    super().__init__(name=name)
+    with self.name_scope:
+      self._edge_model = _EdgeModel(latent_size, mlp_layers, name="mlp")
+
+  def encoded_term(self, encoded_edges: tf.Tensor,
+                   node_size: int) -> tf.Tensor:
+    return self._edge_model.encoded_term(encoded_edges, node_size)
+
+  def __call__(self, latent_edges, encoded_term, nodes, receivers, senders):
+    return self._edge_model(latent_edges, encoded_term, nodes, receivers,
+                            senders)
+
+
 class _CoreGraphNetwork(snt.Module):
   """GraphNetwork with edge and node blocks only (no globals anywhere).
 
   graph_nets' `modules.GraphNetwork` always carries a global block; the
   paper's model uses no global features, so the core is the edge block
   followed by the node block, under the release's name `graph_network`.
+  Its input is the latent graph and the encoded graph; the blocks see
+  their concatenation (latent first), as in the release.
+
+  project_before_gather=True uses `_FactoredEdgeBlock` (the same function
+  and variables, less work per edge); False uses graph_nets' `EdgeBlock`
+  on the materialised concatenation, as the 2020 release did (kept as the
+  reference the tests and benchmarks compare against).
   """
 
-  def __init__(self, make_mlp, name: str = "graph_network"):
+  def __init__(self, make_mlp, latent_size: int, mlp_layers: int,
+               project_before_gather: bool = True,
+               name: str = "graph_network"):
     super().__init__(name=name)
-    # Edge model input: [edge, receiver node, sender node] (graph_nets order).
-    self._edge_block = blocks.EdgeBlock(
-        edge_model_fn=make_mlp, use_edges=True, use_receiver_nodes=True,
-        use_sender_nodes=True, use_globals=False, name="edge_block")
+    self._project_before_gather = project_before_gather
+    if project_before_gather:
+      self._edge_block = _FactoredEdgeBlock(latent_size, mlp_layers,
+                                            name="edge_block")
+    else:
+      # Edge model input: [edge, receiver node, sender node] (graph_nets
+      # order).
+      self._edge_block = blocks.EdgeBlock(
+          edge_model_fn=make_mlp, use_edges=True, use_receiver_nodes=True,
+          use_sender_nodes=True, use_globals=False, name="edge_block")
     # Node model input: [sum of received updated edges, node] (Methods: sum
     # aggregation, as in the release).
     self._node_block = blocks.NodeBlock(
@@ -50,8 +158,28 @@ class _CoreGraphNetwork(snt.Module):
         received_edges_reducer=tf.math.unsorted_segment_sum,
         name="node_block")
 
-  def __call__(self, graph: gn_graphs.GraphsTuple) -> gn_graphs.GraphsTuple:
-    return self._node_block(self._edge_block(graph))
+  def encoded_term(self, encoded: gn_graphs.GraphsTuple
+                   ) -> Optional[tf.Tensor]:
+    """The recurrence-independent part of the edge model ([E, latent]), or
+    None for the graph_nets edge block."""
+    if not self._project_before_gather:
+      return None
+    return self._edge_block.encoded_term(
+        encoded.edges, 2 * encoded.nodes.shape[-1])
+
+  def __call__(self, latent: gn_graphs.GraphsTuple,
+               encoded: gn_graphs.GraphsTuple,
+               encoded_term: Optional[tf.Tensor]) -> gn_graphs.GraphsTuple:
+    nodes = tf.concat([latent.nodes, encoded.nodes], axis=-1)
+    if self._project_before_gather:
+      edges = self._edge_block(latent.edges, encoded_term, nodes,
+                               latent.receivers, latent.senders)
+      graph = latent.replace(nodes=nodes, edges=edges)
+    else:
+      graph = self._edge_block(latent.replace(
+          nodes=nodes,
+          edges=tf.concat([latent.edges, encoded.edges], axis=-1)))
+    return self._node_block(graph)
 
 
 class EncodeProcessDecode(snt.Module):
@@ -90,6 +218,12 @@ class EncodeProcessDecode(snt.Module):
     on the final latent nodes, no final activation.
   No normalisation, no global features.
 
+  The core's edge MLP is evaluated without building its [E, 6 latent]
+  input: node features are projected by the first layer's weights on the
+  nodes, then gathered to the edges (`_EdgeModel`). It is the release's
+  function with the release's variables, checked against graph_nets'
+  EdgeBlock in tests/test_model.py.
+
   With the paper's sizes (latent 64, 2 layers, one output) it has 62 401
   parameters.
   """
@@ -97,6 +231,7 @@ class EncodeProcessDecode(snt.Module):
   def __init__(self, latent_size: int = 64, mlp_layers: int = 2,
                num_recurrences: int = 7, n_outputs: int = 1,
                use_edge_features: bool = True,
+               project_before_gather: bool = True,
                name: str = "encode_process_decode"):
     """Builds the modules (variables are created on the first call).
 
@@ -108,6 +243,11 @@ class EncodeProcessDecode(snt.Module):
         a multi-timescale head).
       use_edge_features: if False, edges enter as a constant 1 (connectivity
         only, no geometry) instead of the relative vector.
+      project_before_gather: compute the core edge model's first layer by
+        projecting node features before gathering them to edges (the same
+        function and variables; measured in
+        benchmarks/results/training_throughput.md). False materialises the
+        [E, 6 latent] concatenation as the 2020 release did.
       name: module name.
     """
     super().__init__(name=name)
@@ -123,6 +263,7 @@ class EncodeProcessDecode(snt.Module):
     self.num_recurrences = int(num_recurrences)
     self.n_outputs = int(n_outputs)
     self.use_edge_features = bool(use_edge_features)
+    self.project_before_gather = bool(project_before_gather)
     hidden = [self.latent_size] * self.mlp_layers
 
     def make_mlp():
@@ -136,7 +277,10 @@ class EncodeProcessDecode(snt.Module):
     self._encoder = modules.GraphIndependent(
         edge_model_fn=make_mlp, node_model_fn=make_mlp,
         name="graph_independent")
-    self._core = _CoreGraphNetwork(make_mlp, name="graph_network")
+    self._core = _CoreGraphNetwork(
+        make_mlp, self.latent_size, self.mlp_layers,
+        project_before_gather=self.project_before_gather,
+        name="graph_network")
     self._decoder = modules.GraphIndependent(
         node_model_fn=make_decoder_mlp, name="graph_independent_1")
 
@@ -171,12 +315,10 @@ class EncodeProcessDecode(snt.Module):
     graph = graph.replace(nodes=tf.cast(graph.nodes, tf.float32),
                           edges=tf.cast(edges, tf.float32), globals=None)
     encoded = self._encoder(graph)
+    encoded_term = self._core.encoded_term(encoded)
     latent = encoded
     for _ in range(self.num_recurrences):
-      core_input = latent.replace(
-          nodes=tf.concat([latent.nodes, encoded.nodes], axis=-1),
-          edges=tf.concat([latent.edges, encoded.edges], axis=-1))
-      latent = self._core(core_input)
+      latent = self._core(latent, encoded, encoded_term)
     return latent
 
   def decode(self, latent: gn_graphs.GraphsTuple) -> tf.Tensor:
@@ -208,12 +350,14 @@ class GlassyGraphNetwork(tf_keras.Model):
   def __init__(self, latent_size: int = 64, mlp_layers: int = 2,
                num_recurrences: int = 7, n_outputs: int = 1,
                use_edge_features: bool = True,
+               project_before_gather: bool = True,
                name: str = "glassy_graph_network", **kwargs):
     super().__init__(name=name, **kwargs)
     self._arguments = dict(latent_size=latent_size, mlp_layers=mlp_layers,
                            num_recurrences=num_recurrences,
                            n_outputs=n_outputs,
-                           use_edge_features=use_edge_features)
+                           use_edge_features=use_edge_features,
+                           project_before_gather=project_before_gather)
     self.network = EncodeProcessDecode(**self._arguments)
     self.n_outputs = int(n_outputs)
 
