@@ -167,6 +167,20 @@ def test_corrupt_and_missing_npz_name_the_file(tmp_path):
     gio.load_configuration(str(tmp_path / "c.xyz"))
 
 
+def test_non_zip_npz_is_not_called_pickled_data(tmp_path):
+  path = str(tmp_path / "text.npz")
+  with open(path, "w") as f:
+    f.write("positions 1 2 3\n")
+  with pytest.raises(gio.RecordError,
+                     match=r"text.npz: .*expected a zip archive") as info:
+    gio.load_npz(path)
+  assert "pickle" not in str(info.value)
+  with open(path, "wb"):
+    pass  # empty file
+  with pytest.raises(gio.RecordError, match=r"found 0 bytes"):
+    gio.load_npz(path)
+
+
 def test_npz_missing_field_is_named(tmp_path):
   path = str(tmp_path / "c.npz")
   arrays = _record().as_dict()

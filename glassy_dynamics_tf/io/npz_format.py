@@ -103,6 +103,14 @@ def load_npz_bytes(payload: bytes, source: str = "<bytes>",
 
   `source` names the file in error messages.
   """
+  # np.load reads anything that is not a zip archive as a .npy or a pickle
+  # and then complains about "pickled data", which misleads; name the real
+  # problem first.
+  if not payload.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+    raise record_lib.RecordError(
+        f"{source}: not a readable .npz configuration file (expected a zip "
+        f"archive, found {len(payload)} bytes starting with "
+        f"{payload[:8]!r}; truncated or not written by this project?)")
   try:
     with np.load(_io.BytesIO(payload), allow_pickle=False) as data:
       arrays = {key: data[key] for key in data.files}
