@@ -168,15 +168,20 @@ class ExponentialFit(NamedTuple):
 
   Attributes:
     length: σ_AA (NaN if fewer than 3 points decay).
-    amplitude: A, the fitted curve at r = 0.
+    amplitude: A, the fitted curve extrapolated to r = 0 (NaN where that
+      overflows: a length far below r_start, a drop faster than the bins
+      resolve).
     r_start, r_end: σ_AA, the first and last point fitted.
     n_points: points fitted.
+    start_value: the fitted curve at r_start, A exp(-r_start / length)
+      (always finite for a finite fit; what the figure draws from).
   """
   length: float
   amplitude: float
   r_start: float
   r_end: float
   n_points: int
+  start_value: float = math.nan
 
 
 def fit_exponential(r, values, weights=None, r_min: float = 0.0,
@@ -199,8 +204,9 @@ def fit_exponential(r, values, weights=None, r_min: float = 0.0,
     floor: the level that ends the decaying part (>= 0).
 
   Returns:
-    ExponentialFit (length NaN if fewer than 3 points, or if they do not
-    decay).
+    ExponentialFit (length NaN if fewer than 3 points, if they do not
+    decay, or if the fitted length is shorter than the spacing of the
+    points: a drop the bins do not resolve).
   """
   r = np.asarray(r, np.float64).reshape(-1)
   values = np.asarray(values, np.float64).reshape(-1)
@@ -236,10 +242,18 @@ def fit_exponential(r, values, weights=None, r_min: float = 0.0,
         maxfev=10000)
   except (RuntimeError, ValueError):
     a, length = start
-  return ExponentialFit(length=float(length),
-                        amplitude=float(a * math.exp(x0 / length)),
+  if length < np.min(np.diff(x)):
+    # The curve falls to the noise within one bin (e.g. C(r) of an
+    # early-time field beyond the first shell): no length is resolved.
+    return nan_fit._replace(r_start=float(x[0]), r_end=float(x[-1]),
+                            n_points=int(index.size))
+  try:
+    amplitude = float(a * math.exp(x0 / length))
+  except OverflowError:
+    amplitude = math.nan
+  return ExponentialFit(length=float(length), amplitude=amplitude,
                         r_start=float(x[0]), r_end=float(x[-1]),
-                        n_points=int(index.size))
+                        n_points=int(index.size), start_value=float(a))
 
 
 # ------------------------------------------------------------------ study ---
@@ -392,7 +406,7 @@ def plot(report: Dict[str, Any], path: str) -> str:
     length = fit.get("length")
     if length is not None and math.isfinite(length):
       x = np.linspace(fit["r_start"], fit["r_end"], 50)
-      left.plot(x, fit["amplitude"] * np.exp(-x / length), "--",
+      left.plot(x, fit["start_value"] * np.exp(-(x - x[0]) / length), "--",
                 color=line.get_color(), lw=1)
     family = name.rsplit("_", 1)[0] if name[-1].isdigit() else name
     families.setdefault(family, []).append(

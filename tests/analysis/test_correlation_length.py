@@ -3,6 +3,8 @@ brute-force-checked fields, the exponential fit, and the study."""
 
 import json
 
+import math
+
 import numpy as np
 import pytest
 
@@ -110,6 +112,25 @@ def test_recovers_the_length_of_an_exponential_field():
   assert fit_mean.length == pytest.approx(0.6, rel=0.1)
 
 
+def test_fit_exponential_of_a_drop_faster_than_the_bins():
+  """A drop by orders of magnitude within one bin resolves no length
+  (this once crashed the study with an overflow in A at r = 0)."""
+  r = np.arange(3.0, 3.5, 0.1)
+  fit = cl.fit_exponential(r, 5.0 * np.exp(-(r - 3.0) / 0.004))
+  assert math.isnan(fit.length) and fit.n_points == 5
+  assert fit.r_start == pytest.approx(3.0)
+
+
+def test_fit_exponential_far_from_the_origin_keeps_a_finite_curve():
+  """A resolved length far below r_start: A at r = 0 overflows (NaN), the
+  curve at r_start stays finite and is what the figure draws."""
+  r = np.arange(80.0, 82.0, 0.1)
+  fit = cl.fit_exponential(r, 5.0 * np.exp(-(r - 80.0) / 0.1))
+  assert fit.length == pytest.approx(0.1, rel=1e-4)
+  assert math.isnan(fit.amplitude)
+  assert fit.start_value == pytest.approx(5.0, rel=1e-4)
+
+
 def test_fit_exponential_exact_and_window():
   r = np.arange(0.05, 5.0, 0.1)
   values = 2.0 * np.exp(-r / 0.8)
@@ -118,6 +139,8 @@ def test_fit_exponential_exact_and_window():
   fit = cl.fit_exponential(r, values, floor=0.0)
   assert fit.length == pytest.approx(0.8, rel=1e-6)
   assert fit.amplitude == pytest.approx(2.0, rel=1e-6)
+  assert fit.start_value == pytest.approx(2.0 * np.exp(-r[1] / 0.8),
+                                          rel=1e-6)
   assert fit.r_start == pytest.approx(r[1])
   assert fit.r_end == pytest.approx(r[29])
   assert fit.n_points == 29
