@@ -13,6 +13,10 @@ TF1 checkpoint prefix of the 2020 release. --input: our .npz, a DeepMind
 pickle, or (if ASE is installed) extended XYZ / LAMMPS data or dump.
 Writes --output (npz: propensity [n, n_outputs], types, times, ...) and an
 extended XYZ file with propensity columns for OVITO.
+
+Large boxes are predicted domain by domain (sub-boxes plus a halo of
+num_recurrences x cut-off), with the same result as one whole-box call and
+memory bounded by --max_particles_per_domain (prediction.predict_in_domains).
 """
 
 import os
@@ -41,6 +45,11 @@ _OUTPUT_XYZ = flags.DEFINE_string(
 _TIMES = flags.DEFINE_list(
     "times", None, "For a TF1 checkpoint: the time (τ) of each output, "
     "which the checkpoint does not store (t044_s09: 0.132).")
+_MAX_PARTICLES = flags.DEFINE_integer(
+    "max_particles_per_domain", 0, "Particles per model call, halo "
+    "included: boxes with more are predicted domain by domain (exact). 0: "
+    f"auto ({prediction.DEFAULT_MAX_PARTICLES_PER_DOMAIN:,}, a few GiB); -1: "
+    "always the whole box in one call.", lower_bound=-1)
 _EXPORT = flags.DEFINE_string(
     "export_saved_model", None, "For a TF1 checkpoint: also export it as a "
     "SavedModel (signature predict) to this directory.")
@@ -71,13 +80,29 @@ def _predict():
     prediction.export_deepmind_checkpoint(_MODEL.value, _EXPORT.value, times)
     print(f"SavedModel: {_EXPORT.value}")
   record = prediction.read_configuration(_INPUT.value)
-  propensity = predictor.predict(record.positions, record.types, record.box)
+  try:
+    plan = predictor.plan_domains(record.positions, record.box,
+                                  _MAX_PARTICLES.value)
+  except prediction.DomainError as e:
+    raise prediction.PredictionError(
+        f"--max_particles_per_domain={_MAX_PARTICLES.value}: {e}") from e
+  print(f"domains: {plan.describe()}", flush=True)
+  propensity = prediction.predict_with_decomposition(
+      predictor.predict, record.positions, record.types, plan,
+      _print_progress).propensity
   xyz = _OUTPUT_XYZ.value or os.path.splitext(_OUTPUT.value)[0] + ".xyz"
   xyz = None if xyz.lower() == "none" else xyz
   prediction.write_outputs(record, propensity, predictor, _OUTPUT.value, xyz)
   print(f"{record.n_particles} particles, {propensity.shape[1]} timescale(s) "
         f"{predictor.times.tolist()}: {_OUTPUT.value}" +
         (f", {xyz}" if xyz else ""))
+
+
+def _print_progress(step: prediction.DomainProgress):
+  if step.n_domains > 1:
+    print(f"domain {step.done}/{step.n_domains} {step.index}: "
+          f"{step.region_particles:,} particles, {step.interior_particles:,} "
+          f"predicted, {step.seconds:.1f} s", flush=True)
 
 
 if __name__ == "__main__":

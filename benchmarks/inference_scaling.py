@@ -1,4 +1,4 @@
-r"""Inference and graph-construction cost against system size (CPU).
+r"""Inference cost against system size (CPU): whole box vs domains.
 
   nice -n 10 python benchmarks/inference_scaling.py \
     [--sizes=4096,32768,110592,262144,1000000] [--memory_cap_gib=16] \
@@ -6,31 +6,34 @@ r"""Inference and graph-construction cost against system size (CPU).
 
 For each number of particles N it measures, each in its own subprocess (so
 that every peak-memory figure belongs to one measurement):
-  predict         the exported SavedModel's `predict` signature (graph built
-                  inside with graphs.build_graph_tf, then the network), for
-                  the demo config's network (latent 32, 4 recurrences, 4
-                  outputs) with random weights;
-  build_graph     graphs.build_graph (NumPy cell list, host);
-  build_graph_tf  graphs.build_graph_tf inside a tf.function with dynamic
-                  shapes, as the SavedModel runs it;
-  ckdtree         scipy.spatial.cKDTree(positions, boxsize=box) and
-                  query_pairs(2.0, output_type="ndarray"): the neighbour
-                  search alone (unordered pairs i < j, no vectors);
-  ckdtree_graph   the same search completed to build_graph's exact output
-                  (directed edges, self-loops, minimum-image vectors, sorted
-                  by sender then receiver; see _ckdtree_graph), checked
-                  identical to build_graph for N <= 32768.
+  predict          the exported SavedModel's `predict` signature on the
+                   whole box (graph built inside with graphs.build_graph_tf,
+                   then the network), for the demo config's network (latent
+                   32, 4 recurrences, 4 outputs) with random weights;
+  predict_domains  the same model through prediction.load_predictor and
+                   Predictor.predict_in_domains with the default budget
+                   (prediction.DEFAULT_MAX_PARTICLES_PER_DOMAIN particles per
+                   call, halo 4 x 2.0 + 0.01 σ), for N in --domain_sizes;
+  exactness        both on the same configuration (N in --exact_sizes): the
+                   largest difference and the share of bit-identical outputs;
+  predict_paper    the whole-box `predict` of the paper's network
+                   (configs/default.py: latent 64, 7 recurrences), for N in
+                   --paper_sizes: the memory of one call of the default
+                   domain size for that network.
+Graph construction alone is measured by benchmarks/graph_construction.py.
 Time: wall clock of one call; "first" is the first call (for TensorFlow it
 includes tracing and graph optimisation), "time" the median of the calls
-after it (between 1 and --max_repeats of them, within --time_budget_s).
-Memory: the subprocess' resident-set high-water mark (ru_maxrss from wait4,
-so also for a child that died), and its resident set just before the first
-call (imports, inputs, loaded model), in GiB. Each subprocess runs under an
-address-space limit (RLIMIT_AS, --memory_cap_gib) so that a size that does
-not fit fails cleanly instead of exhausting a shared machine; a method that
-fails at one N is not tried at larger N. TensorFlow maps ~2 GiB more address
-space than it keeps resident, so the cap binds before the resident set
-reaches it.
+after it (between 1 and --max_repeats of them, within --time_budget_s);
+predict_domains is called once (time = first; its per-domain call times are
+kept). Memory: the subprocess' resident-set high-water mark (ru_maxrss from
+wait4, so also for a child that died), and its resident set just before the
+first call (imports, inputs, loaded model), in GiB. Each subprocess runs
+under an address-space limit (RLIMIT_AS, --memory_cap_gib) so that a size
+that does not fit fails cleanly instead of exhausting a shared machine; a
+method that fails at one N is not tried at larger N. TensorFlow maps ~2 GiB
+more address space than it keeps resident, so the cap binds before the
+resident set reaches it. Each row records the load average before and after
+it (the machine is shared).
 
 Configurations: a Kob-Andersen-like liquid at ρ = 1.2 σ⁻³ (80 % A, 20 % B at
 random), particles on a simple-cubic lattice of spacing ρ^(-1/3) = 0.941 σ
@@ -64,13 +67,20 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DENSITY = 1.2      # σ⁻³, Kob & Andersen (1995)
 CUTOFF = 2.0       # σ_AA, the paper's graph cut-off (Methods)
 JITTER = 0.3       # lattice spacings, uniform per axis
-METHODS = ("build_graph", "build_graph_tf", "ckdtree", "ckdtree_graph",
-           "predict")
+METHODS = ("predict", "predict_domains", "exactness", "predict_paper")
 GIB = 1024**3
 
 _SIZES = flags.DEFINE_list(
     "sizes", ["4096", "32768", "110592", "262144", "1000000"],
     "Numbers of particles (perfect cubes keep the lattice full).")
+_DOMAIN_SIZES = flags.DEFINE_list(
+    "domain_sizes", ["110592", "262144", "1000000"],
+    "Sizes (within --sizes) at which predict_domains runs.")
+_EXACT_SIZES = flags.DEFINE_list(
+    "exact_sizes", ["110592"], "Sizes (within --sizes) at which exactness "
+    "runs (the whole box must fit).")
+_PAPER_SIZES = flags.DEFINE_list(
+    "paper_sizes", ["32768", "65536"], "Sizes at which predict_paper runs.")
 _METHODS = flags.DEFINE_list("methods", list(METHODS), "What to measure.")
 _CAP = flags.DEFINE_float("memory_cap_gib", 16.0, "Address-space limit of "
                           "each measurement subprocess (RLIMIT_AS), GiB.")
@@ -86,6 +96,8 @@ _MEASURE = flags.DEFINE_enum("measure", None, list(METHODS) + ["export"],
                              "Run one measurement (internal).")
 _N = flags.DEFINE_integer("n_particles", 0, "For --measure (internal).")
 _SAVED_MODEL = flags.DEFINE_string("saved_model", "", "For --measure.")
+_CONFIG = flags.DEFINE_enum("config", "demo", ["demo", "default"],
+                            "For --measure=export (internal).")
 
 
 # ------------------------------------------------------------ inputs ---
@@ -128,74 +140,19 @@ def _status_gib(field: str) -> float:
   raise KeyError(field)
 
 
-def _ckdtree_pairs(positions, box):
-  from scipy import spatial  # pylint: disable=g-import-not-at-top
-  tree = spatial.cKDTree(positions.astype(np.float64),
-                         boxsize=box.astype(np.float64))
-  return tree.query_pairs(CUTOFF, output_type="ndarray")
-
-
-def _ckdtree_graph(positions, box):
-  """build_graph's output from a k-d tree search.
-
-  Directed edges with self-loops and minimum-image vectors, sorted by
-  sender then receiver, without a sort of all 2P + N directed edges: the P
-  unordered pairs are sorted once by (i, j); sender s's receivers are then
-  [i of pairs (i, s), ascending] + [s] + [j of pairs (s, j), ascending], and
-  each edge's place follows from per-particle counts (O(E) scatter). The
-  vectors are computed as in build_graph (float64 minimum image of each
-  direction, then float32), so the output is identical.
-
-  Returns:
-    senders, receivers [E] int32, vectors [E, 3] float32.
-  """
-  from glassy_dynamics_tf import periodic  # pylint: disable=g-import-not-at-top
-  n = positions.shape[0]
-  x = positions.astype(np.float64)
-  box = box.astype(np.float64)
-  key = _ckdtree_pairs(positions, box).astype(np.int64)
-  key = key[:, 0] * n + key[:, 1]   # i < j
-  key.sort()
-  i, j = np.divmod(key, n)
-  displacement = x[j] - x[i]
-  forward = periodic.minimum_image(displacement, box)
-  keep = np.einsum("ij,ij->i", forward, forward) < CUTOFF**2  # strict
-  i, j, forward = i[keep], j[keep], forward[keep]
-  backward = periodic.minimum_image(-displacement[keep], box)
-  n_before = np.bincount(j, minlength=n)  # receivers < sender
-  n_after = np.bincount(i, minlength=n)   # receivers > sender
-  size = n_before + 1 + n_after
-  start = np.cumsum(size) - size
-  receivers = np.empty(int(size.sum()), np.int32)
-  vectors = np.empty((receivers.size, 3), np.float32)
-  # s -> j for pairs (s, j), already in (s, j) order.
-  first = np.cumsum(n_after) - n_after
-  place = start[i] + n_before[i] + 1 + np.arange(i.size) - first[i]
-  receivers[place] = j
-  vectors[place] = forward
-  # j -> i for pairs (i, j), wanted in (j, i) order: a stable sort by j.
-  order = np.argsort(j, kind="stable")
-  first = np.cumsum(n_before) - n_before
-  place = start[j[order]] + np.arange(i.size) - first[j[order]]
-  receivers[place] = i[order]
-  vectors[place] = backward[order]
-  receivers[start + n_before] = np.arange(n)  # self-loops
-  vectors[start + n_before] = 0.0
-  senders = np.repeat(np.arange(n, dtype=np.int32), size)
-  return senders, receivers, vectors
-
-
-def _export(path: str) -> dict:
-  """The demo config's network with random weights, as a SavedModel."""
+def _export(path: str, config_name: str) -> dict:
+  """A config's network with random weights, as a SavedModel."""
   # pylint: disable=g-import-not-at-top
   sys.path.insert(0, os.path.join(ROOT, "tests"))
   import tensorflow as tf
   from glassy_dynamics_tf import input_pipeline
   from glassy_dynamics_tf import model as model_lib
   from glassy_dynamics_tf import training
+  from glassy_dynamics_tf.configs import default
   from glassy_dynamics_tf.configs import demo
   import synthetic_records
-  config = demo.get_config()
+  tf.random.set_seed(0)
+  config = {"demo": demo, "default": default}[config_name].get_config()
   # Four timescales, as the demo's four self-ISF levels.
   records = synthetic_records.make_records(2, n_particles=128,
                                            times=(0.2, 0.5, 1.0, 2.0))
@@ -204,6 +161,7 @@ def _export(path: str) -> dict:
   model = training.create_model(config, metadata)
   training.export_saved_model(model, config, metadata, path)
   return {"tensorflow": tf.__version__,
+          "config": f"glassy_dynamics_tf/configs/{config_name}.py",
           "latent_size": config.model.latent_size,
           "num_recurrences": config.model.num_recurrences,
           "mlp_layers": config.model.mlp_layers,
@@ -211,71 +169,87 @@ def _export(path: str) -> dict:
           "parameters": model_lib.count_parameters(model)}
 
 
+def _whole_box(saved_model: str, positions, types, box):
+  """The SavedModel's predict signature on the whole box, as a callable."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  predict = tf.saved_model.load(saved_model).signatures["predict"]
+  args = dict(positions=tf.constant(positions), types=tf.constant(types),
+              box=tf.constant(box))
+  return lambda: predict(**args)["propensity"].numpy()
+
+
 def _measure(method: str, n: int, saved_model: str) -> dict:
   """One measurement (runs in its own subprocess)."""
   # pylint: disable=g-import-not-at-top
   positions, types, box = configuration(n)
-  if method == "predict":
-    import tensorflow as tf
-    predict = tf.saved_model.load(saved_model).signatures["predict"]
-    args = dict(positions=tf.constant(positions), types=tf.constant(types),
-                box=tf.constant(box))
+  extra = {}
+  repeats = _REPEATS.value
+  if method in ("predict", "predict_paper"):
+    predict = _whole_box(saved_model, positions, types, box)
 
     def call():
-      out = predict(**args)["propensity"].numpy()
+      out = predict()
       if not np.all(np.isfinite(out)) or out.shape[0] != n:
         raise RuntimeError(f"predict: bad output {out.shape}")
-      return None
-  elif method == "build_graph":
-    from glassy_dynamics_tf import graphs
+  elif method == "predict_domains":
+    from glassy_dynamics_tf import prediction
+    predictor = prediction.load_predictor(saved_model)
+    repeats = 0  # minutes per call at N = 10^6; one is enough.
 
     def call():
-      return graphs.build_graph(positions, box, CUTOFF).n_edges
-  elif method == "build_graph_tf":
-    import tensorflow as tf
-    from glassy_dynamics_tf import graphs
-
-    @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32),
-                                  tf.TensorSpec([3], tf.float32)])
-    def build(x, b):
-      return graphs.build_graph_tf(x, b, CUTOFF)
-
-    x_tf, box_tf = tf.constant(positions), tf.constant(box)
-
-    def call():  # eager results of a tf.function are computed on return
-      return int(build(x_tf, box_tf).senders.shape[0])
-  elif method == "ckdtree":
-
-    def call():
-      return 2 * _ckdtree_pairs(positions, box).shape[0] + n
-  elif method == "ckdtree_graph":
-    if n <= 32768:  # same edges, order and vectors as build_graph
-      from glassy_dynamics_tf import graphs
-      reference = graphs.build_graph(positions, box, CUTOFF)
-      senders, receivers, vectors = _ckdtree_graph(positions, box)
-      np.testing.assert_array_equal(senders, reference.senders)
-      np.testing.assert_array_equal(receivers, reference.receivers)
-      np.testing.assert_array_equal(vectors, reference.edge_vectors)
-      del reference, senders, receivers, vectors
+      start = time.perf_counter()
+      plan = predictor.plan_domains(positions, box)
+      planned = time.perf_counter() - start
+      steps = []
+      out = prediction.predict_with_decomposition(
+          predictor.predict, positions, types, plan,
+          progress=steps.append).propensity
+      if not np.all(np.isfinite(out)) or out.shape[0] != n:
+        raise RuntimeError(f"predict_domains: bad output {out.shape}")
+      seconds = [s.seconds for s in steps]
+      extra.update(
+          grid=list(plan.grid), n_domains=plan.n_domains, halo=plan.halo,
+          max_particles=plan.max_particles,
+          region_particles_max=int(plan.region_particles.max()),
+          region_particles_min=int(plan.region_particles.min()),
+          work=plan.work, plan_s=planned, domain_s_median=statistics.median(
+              seconds), domain_s_sum=sum(seconds), domain_s=seconds,
+          description=plan.describe())
+  elif method == "exactness":
+    from glassy_dynamics_tf import prediction
+    predictor = prediction.load_predictor(saved_model)
+    whole = _whole_box(saved_model, positions, types, box)
+    repeats = 0
 
     def call():
-      return int(_ckdtree_graph(positions, box)[0].shape[0])
+      reference = whole()
+      result = predictor.predict_in_domains(positions, types, box)
+      difference = np.abs(result.propensity - reference)
+      extra.update(
+          description=result.decomposition.describe(),
+          max_abs_difference=float(difference.max()),
+          max_abs_output=float(np.abs(reference).max()),
+          output_std=[float(s) for s in reference.std(axis=0)],
+          bit_identical_fraction=float(np.mean(difference == 0)))
   else:
     raise ValueError(method)
 
+  load_before = os.getloadavg()
   baseline = _status_gib("VmRSS")
   start = time.perf_counter()
-  n_edges = call()
+  call()
   first = time.perf_counter() - start
   times = []
-  while len(times) < _REPEATS.value and (
-      not times or sum(times) < _BUDGET.value):
+  while len(times) < repeats and (not times or sum(times) < _BUDGET.value):
     start = time.perf_counter()
     call()
     times.append(time.perf_counter() - start)
-  return {"first_s": first, "time_s": statistics.median(times),
-          "times_s": times, "n_edges": n_edges,
-          "baseline_rss_gib": baseline, "peak_rss_gib": _status_gib("VmHWM")}
+  return dict(extra, first_s=first,
+              time_s=statistics.median(times) if times else first,
+              times_s=times, baseline_rss_gib=baseline,
+              peak_rss_gib=_status_gib("VmHWM"),
+              load_average_before=load_before,
+              load_average_after=os.getloadavg())
 
 
 def _child_main():
@@ -283,7 +257,7 @@ def _child_main():
   resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
   try:
     if _MEASURE.value == "export":
-      result = _export(_SAVED_MODEL.value)
+      result = _export(_SAVED_MODEL.value, _CONFIG.value)
     else:
       result = _measure(_MEASURE.value, _N.value, _SAVED_MODEL.value)
   except MemoryError as e:
@@ -337,10 +311,24 @@ def _run_child(*args) -> dict:
 # ------------------------------------------------------------- report ---
 
 
+def count_edges(positions, box) -> int:
+  """Directed edges closer than CUTOFF, self-loops included (the graph the
+  model sees), from a k-d tree search (light enough for N = 10^6)."""
+  from scipy import spatial  # pylint: disable=g-import-not-at-top
+  x = positions.astype(np.float64)
+  box = box.astype(np.float64)
+  pairs = spatial.cKDTree(x, boxsize=box).query_pairs(
+      CUTOFF, output_type="ndarray")
+  d = x[pairs[:, 1]] - x[pairs[:, 0]]
+  d -= box * np.round(d / box)
+  return int(2 * np.sum(np.einsum("ij,ij->i", d, d) < CUTOFF**2) +
+             len(positions))
+
+
 def _table(results) -> str:
-  header = (f"{'N':>9s} {'method':15s} {'edges':>10s} {'first s':>9s} "
-            f"{'time s':>9s} {'us/particle':>11s} {'peak GiB':>9s} "
-            f"{'base GiB':>9s}")
+  header = (f"{'N':>9s} {'method':15s} {'first s':>9s} {'time s':>9s} "
+            f"{'us/particle':>11s} {'peak GiB':>9s} {'base GiB':>9s} "
+            f"{'KiB/particle':>12s}  notes")
   lines = [header]
   for row in results:
     if "error" in row:
@@ -349,12 +337,20 @@ def _table(results) -> str:
       lines.append(f"{row['n_particles']:9d} {row['method']:15s} "
                    f"FAILED: {row['error'][:100]}{peak}")
       continue
-    edges = "-" if row.get("n_edges") is None else str(row["n_edges"])
+    n = row["n_particles"]
+    notes = ""
+    if "grid" in row:
+      notes = (f"grid {row['grid']}, <= {row['region_particles_max']} per "
+               f"call, work x{row['work']:.2f}")
+    if "max_abs_difference" in row:
+      notes = (f"max |diff| {row['max_abs_difference']:.2e}, bit-identical "
+               f"{100 * row['bit_identical_fraction']:.1f} %")
     lines.append(
-        f"{row['n_particles']:9d} {row['method']:15s} {edges:>10s} "
-        f"{row['first_s']:9.3f} {row['time_s']:9.3f} "
-        f"{1e6 * row['time_s'] / row['n_particles']:11.2f} "
-        f"{row['peak_rss_gib']:9.2f} {row['baseline_rss_gib']:9.2f}")
+        f"{n:9d} {row['method']:15s} {row['first_s']:9.3f} "
+        f"{row['time_s']:9.3f} {1e6 * row['time_s'] / n:11.2f} "
+        f"{row['peak_rss_gib']:9.2f} {row['baseline_rss_gib']:9.2f} "
+        f"{(row['peak_rss_gib'] - row['baseline_rss_gib']) * 2**20 / n:12.1f}"
+        f"  {notes}")
   return "\n".join(lines)
 
 
@@ -365,40 +361,57 @@ def main(argv):
     return
   started = time.time()
   load_start = os.getloadavg()
-  sizes = [int(s) for s in _SIZES.value]
+  wanted = {
+      "predict": [int(s) for s in _SIZES.value],
+      "predict_domains": [int(s) for s in _DOMAIN_SIZES.value],
+      "exactness": [int(s) for s in _EXACT_SIZES.value],
+      "predict_paper": [int(s) for s in _PAPER_SIZES.value],
+  }
+  wanted = {m: sizes for m, sizes in wanted.items() if m in _METHODS.value}
   results = []
+  models = {}
   with tempfile.TemporaryDirectory() as tmp:
-    saved_model = os.path.join(tmp, "saved_model")
-    model = _run_child("--measure=export", f"--saved_model={saved_model}")
-    if "error" in model:
-      sys.exit(f"inference_scaling: export failed: {model['error']}")
-    print(f"model: {model}", flush=True)
+    paths = {"demo": os.path.join(tmp, "demo"),
+             "default": os.path.join(tmp, "default")}
+    for name in ("demo", "default") if "predict_paper" in wanted else (
+        "demo",):
+      models[name] = _run_child("--measure=export", f"--config={name}",
+                                f"--saved_model={paths[name]}")
+      if "error" in models[name]:
+        sys.exit(f"inference_scaling: export failed: {models[name]}")
+      print(f"model: {models[name]}", flush=True)
+    edges = {}
     failed = {}
-    for n in sizes:
-      for method in _METHODS.value:
+    for n in sorted({n for sizes in wanted.values() for n in sizes}):
+      edges[n] = count_edges(*configuration(n)[::2])
+      for method, sizes in wanted.items():
+        if n not in sizes:
+          continue
         if method in failed:
           row = {"error": f"not tried: failed at N = {failed[method]}"}
         else:
+          path = paths["default" if method == "predict_paper" else "demo"]
           row = _run_child(f"--measure={method}", f"--n_particles={n}",
-                           f"--saved_model={saved_model}")
+                           f"--saved_model={path}")
           if "error" in row:
             failed[method] = n
-        row = dict(n_particles=n, method=method, **row)
+        row = dict(n_particles=n, n_edges=edges[n], method=method, **row)
         results.append(row)
         print(_table([row]).splitlines()[-1], flush=True)
   report = {
       "machine": dict(machine.describe(
-          ("tensorflow", "tensorflow-cpu", "numpy", "scipy")), load_average_at_start=load_start,
+          ("tensorflow", "tensorflow-cpu", "numpy", "scipy")),
+                      load_average_at_start=load_start,
                       load_average_at_end=os.getloadavg()),
-      "model": dict(model, config="glassy_dynamics_tf/configs/demo.py",
-                    weights="random (training.create_model)"),
+      "models": {name: dict(info, weights="random (training.create_model, "
+                                          "tf.random.set_seed(0))")
+                 for name, info in models.items()},
       "configuration": {
           "density": DENSITY, "cutoff": CUTOFF, "composition": "80:20 A:B",
           "positions": f"simple-cubic lattice, spacing density^(-1/3), "
                        f"uniform jitter +-{JITTER} spacing per axis"},
       "memory_cap_gib": _CAP.value,
-      "threads": "TensorFlow defaults (all cores); NumPy and cKDTree one "
-                 "thread",
+      "threads": "TensorFlow defaults (all cores)",
       "wall_time_s": time.time() - started,
       "results": results,
   }
