@@ -1,8 +1,8 @@
 """Tests of glassy_dynamics_tf.graphs: the periodic neighbour graph.
 
 The fast cell-list builders are checked against an O(N²) brute force that
-follows the definition literally, and on systems small enough to check by
-hand.
+follows the definition literally (bit for bit, `exact_reference`), and on
+systems small enough to check by hand.
 """
 
 import numpy as np
@@ -35,9 +35,59 @@ def assert_same_graph(graph, reference, atol=1e-5):
                              atol=atol)
 
 
+def exact_reference(positions, box, cutoff=2.0, self_loops=True):
+  """The output contract bit for bit, O(N²) over blocks of senders.
+
+  Positions wrapped into the box (periodic.wrap), the float64 minimum image
+  of every ordered pair's difference (periodic.minimum_image), an edge where
+  its squared norm (the builders' einsum) is below cutoff², vectors cast to
+  float32; edges in row-major (sender, receiver) order.
+  """
+  box = np.asarray(box, np.float64)
+  wrapped = periodic.wrap(np.asarray(positions, np.float64), box)
+  n = len(wrapped)
+  senders, receivers, vectors = [], [], []
+  for start in range(0, n, 256):
+    block = wrapped[start:start + 256]
+    d = periodic.minimum_image(
+        wrapped[None, :, :] - block[:, None, :], box).reshape(-1, 3)
+    close = np.einsum("ij,ij->i", d, d) < cutoff * cutoff
+    pair = np.arange(close.size)
+    if not self_loops:
+      close &= pair // n + start != pair % n
+    senders.append(pair[close] // n + start)
+    receivers.append(pair[close] % n)
+    vectors.append(d[close].astype(np.float32))
+  return (np.concatenate(senders), np.concatenate(receivers),
+          np.concatenate(vectors))
+
+
+def assert_identical(graph, reference):
+  """Same edges, same order, same float32 vectors bit for bit."""
+  senders, receivers, vectors = reference
+  assert np.asarray(graph.senders).dtype == np.int32
+  assert np.asarray(graph.edge_vectors).dtype == np.float32
+  np.testing.assert_array_equal(np.asarray(graph.senders), senders)
+  np.testing.assert_array_equal(np.asarray(graph.receivers), receivers)
+  np.testing.assert_array_equal(
+      np.asarray(graph.edge_vectors).view(np.int32),
+      np.asarray(vectors, np.float32).view(np.int32))
+
+
 def random_configuration(n, box, seed):
   rng = np.random.default_rng(seed)
   return rng.uniform(0, 1, (n, 3)) * np.asarray(box)
+
+
+def jittered_lattice(n_side, spacing, jitter, seed):
+  """[n_side³, 3] simple-cubic lattice sites moved by up to ±jitter·spacing
+  per axis (a liquid-like packing, as benchmarks/inference_scaling.py), and
+  its cubic box edges [3]."""
+  rng = np.random.default_rng(seed)
+  sites = np.stack(np.meshgrid(*[np.arange(n_side)] * 3, indexing="ij"),
+                   -1).reshape(-1, 3)
+  positions = (sites + 0.5 + rng.uniform(-jitter, jitter, sites.shape))
+  return positions * spacing, np.full(3, n_side * spacing)
 
 
 # -------------------------------------------------- hand-checkable cases ---
@@ -139,6 +189,139 @@ def test_random_500_matches_brute_force(box, self_loops):
   assert_same_graph(graph, brute_force(positions, box, self_loops=self_loops))
 
 
+@pytest.mark.parametrize("box", [
+    [7.3, 9.1, 12.5],          # 3, 4 and 6 cells: the half shell
+    [4.0, 4.0, 4.0],           # exactly 2 * cutoff: one cell, rounding
+    [4.0 + 1e-9, 6.5, 5.99],   # just above 2 * cutoff; 1, 3 and 1 cells
+    [6.0 * (1 + 2e-6), 8.5, 4.5],  # just wide enough for 3 cells
+    [60.0, 60.0, 60.0],        # dilute: the cell grid is capped
+])
+@pytest.mark.parametrize("self_loops", [True, False])
+def test_random_400_is_the_exact_reference_bit_for_bit(box, self_loops):
+  positions = random_configuration(400, box, seed=int(10 * sum(box))) - 7.0
+  graph = graphs.build_graph(positions, box, self_loops=self_loops)
+  assert_identical(graph, exact_reference(positions, box,
+                                          self_loops=self_loops))
+
+
+def test_liquid_like_4096_is_the_exact_reference_bit_for_bit():
+  # ρ = 1.2 as the Kob-Andersen liquid: ~39 edges per particle, 7 cells of
+  # 2.15 σ per axis holding 8 to 20 particles.
+  positions, box = jittered_lattice(16, 1.2**(-1 / 3), 0.3, seed=3)
+  graph = graphs.build_graph(positions, box)
+  reference = exact_reference(positions, box)
+  assert_identical(graph, reference)
+  assert 38 < graph.n_edges / 4096 < 41
+
+
+def test_cluster_across_the_boundary_is_complete_and_exact():
+  # 60 particles within ±0.55 σ of the corner (0, 0, 0) of a box of 6 x 7 x
+  # 8 cells, i.e. spread over its eight corner cells, among 300 random
+  # ones. The cluster's diameter is 1.1·√3 = 1.91 σ < 2.0: through the
+  # periodic boundaries every ordered pair of its members is an edge, with
+  # vector components within ±1.1 σ.
+  box = np.array([12.5, 14.5, 16.5])
+  rng = np.random.default_rng(8)
+  cluster = periodic.wrap(rng.uniform(-0.55, 0.55, (60, 3)), box)
+  positions = np.concatenate([random_configuration(300, box, seed=9),
+                              cluster])
+  graph = graphs.build_graph(positions, box, self_loops=False)
+  assert_identical(graph, exact_reference(positions, box, self_loops=False))
+  inside = (graph.senders >= 300) & (graph.receivers >= 300)
+  assert inside.sum() == 60 * 59
+  assert np.all(np.abs(graph.edge_vectors[inside]) <= 1.1)
+
+
+def test_each_direction_of_a_pair_at_the_cutoff_is_decided_exactly():
+  # A pair 2.0 σ apart to within one float64 ulp, where the minimum images
+  # of r_b - r_a and r_a - r_b (periodic.minimum_image, mod(d + L/2, L) -
+  # L/2) round differently: |b - a|² == 4.0, |a - b|² == 4 - 2^-50. Only
+  # b -> a is an edge. Found by a random search over such pairs.
+  box = np.array([7.0, 8.0, 9.0])
+  a = [4.45873181125018, 2.1582937101109625, 0.3687617154257522]
+  b = [4.779160137204509, 0.5220358567798065, 1.473291445826081]
+  forward = periodic.minimum_image(np.subtract([b], [a]), box)
+  backward = periodic.minimum_image(np.subtract([a], [b]), box)
+  assert np.einsum("ij,ij->i", forward, forward)[0] == 4.0
+  assert np.einsum("ij,ij->i", backward, backward)[0] < 4.0
+  graph = graphs.build_graph([a, b], box, self_loops=False)
+  np.testing.assert_array_equal(graph.senders, [1])
+  np.testing.assert_array_equal(graph.receivers, [0])
+  np.testing.assert_array_equal(graph.edge_vectors,
+                                backward.astype(np.float32))
+  # The same pair among 500 other particles.
+  positions = np.concatenate([[a, b],
+                              random_configuration(500, box, seed=12)])
+  graph = graphs.build_graph(positions, box)
+  assert_identical(graph, exact_reference(positions, box))
+  pair = (graph.senders < 2) & (graph.receivers < 2)
+  np.testing.assert_array_equal(graph.senders[pair], [0, 1, 1])
+  np.testing.assert_array_equal(graph.receivers[pair], [0, 0, 1])
+
+
+@pytest.mark.parametrize("cutoff, neighbours", [
+    (2.0, 0),                          # spacing 2.0 exactly: no edge
+    (np.nextafter(2.0, 3.0), 6),       # one ulp above: six neighbours
+    (np.nextafter(2.0, 1.0), 0),       # one ulp below: none either
+])
+def test_lattice_at_the_cutoff(cutoff, neighbours):
+  # Simple-cubic lattice of spacing 2.0 in a 10 σ box (5 sites per axis):
+  # positions and periodic differences are exact, every nearest neighbour
+  # is at exactly 2.0 σ, the next ones at 2√2.
+  sites = np.stack(np.meshgrid(*[np.arange(5)] * 3, indexing="ij"),
+                   -1).reshape(-1, 3) * 2.0
+  graph = graphs.build_graph(sites, [10.0, 10.0, 10.0], cutoff=cutoff,
+                             self_loops=False)
+  assert graph.n_edges == 125 * neighbours
+  if neighbours:
+    np.testing.assert_array_equal(np.bincount(graph.senders), 6)
+    np.testing.assert_array_equal(
+        np.sort(np.abs(graph.edge_vectors), axis=1)[:, -1], 2.0)
+    np.testing.assert_array_equal(
+        np.sort(np.abs(graph.edge_vectors), axis=1)[:, :2], 0.0)
+
+
+def test_huge_box_pairs_just_inside_the_cutoff():
+  # A 3·10⁴ σ box: absolute float32 coordinates there are only good to
+  # ~1e-3 σ, so pairs within 1e-3 σ of the cut-off must still be found
+  # (build_graph's float32 distances use coordinates within a cell).
+  box = np.array([3.0e4, 9.0, 9.0])
+  rng = np.random.default_rng(13)
+  first = np.stack([rng.uniform(1e4, 3e4, 150), rng.uniform(0, 9, 150),
+                    rng.uniform(0, 9, 150)], -1)
+  direction = rng.normal(size=(150, 3))
+  direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+  second = first + direction * (2.0 - rng.uniform(0, 1e-3, (150, 1)))
+  positions = np.concatenate([first, second])
+  graph = graphs.build_graph(positions, box, self_loops=False)
+  reference = exact_reference(positions, box, self_loops=False)
+  assert_identical(graph, reference)
+  assert graph.n_edges >= 300
+
+
+def test_blocks_and_chunks_do_not_change_the_graph(monkeypatch):
+  box = [7.3, 9.1, 12.5]
+  positions = random_configuration(300, box, seed=14)
+  reference = graphs.build_graph(positions, box)
+  monkeypatch.setattr(graphs, "_CANDIDATES_PER_BLOCK", 1)  # one cell each
+  monkeypatch.setattr(graphs, "_EDGES_PER_CHUNK", 7)
+  assert_identical(graphs.build_graph(positions, box), reference)
+
+
+def test_relabelling_particles_relabels_the_graph():
+  box = np.array([7.3, 9.1, 12.5])
+  positions = random_configuration(300, box, seed=15)
+  graph = graphs.build_graph(positions, box)
+  permutation = np.random.default_rng(16).permutation(300)
+  relabelled = graphs.build_graph(positions[permutation], box)
+  # Particle k of the relabelled system is particle permutation[k].
+  senders = permutation[relabelled.senders]
+  receivers = permutation[relabelled.receivers]
+  order = np.lexsort((receivers, senders))
+  assert_identical(graph, (senders[order], receivers[order],
+                           relabelled.edge_vectors[order]))
+
+
 def test_other_cutoff_matches_brute_force():
   box = [7.0, 9.0, 8.0]
   positions = random_configuration(400, box, seed=7)
@@ -175,13 +358,15 @@ def test_bad_input_is_named(positions, box, match):
 
 
 @pytest.mark.parametrize("box", [[8.5, 8.5, 8.5], [4.5, 6.3, 9.1],
-                                 [4.0, 4.0, 4.0]])
+                                 [4.0, 4.0, 4.0], [7.3, 9.1, 12.5]])
 def test_tf_builder_equals_numpy(box):
+  # float64 arrays: a Python list would become a float32 tensor, and 6.3
+  # in float32 is another box.
+  box = np.asarray(box, np.float64)
   positions = random_configuration(300, box, seed=11) - 20.0
   reference = graphs.build_graph(positions, box)
   graph = graphs.build_graph_tf(positions, box)
-  assert_same_graph(graph, (reference.senders, reference.receivers,
-                            reference.edge_vectors), atol=1e-5)
+  assert_identical(graph, reference)
   assert graph.senders.dtype == tf.int32
   assert graph.edge_vectors.dtype == tf.float32
 
@@ -209,6 +394,43 @@ def test_tf_builder_in_tf_function_and_tf_data_with_dynamic_n():
       lambda p: tf.shape(graphs.build_graph_tf(p, box).senders)[0])
                 .as_numpy_iterator())
   assert counts == [len(brute_force(p, box)[0]) for p in configurations]
+
+
+@pytest.mark.parametrize("self_loops", [True, False])
+def test_tf_builder_in_blocks_equals_numpy(monkeypatch, self_loops):
+  # A few candidates per block: one sender per iteration of the while loop,
+  # inside a tf.function with a dynamic number of particles.
+  monkeypatch.setattr(graphs, "_TF_CANDIDATES_PER_BLOCK", 50)
+  box = np.array([7.3, 9.1, 12.5])
+
+  @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float64),
+                                tf.TensorSpec([3], tf.float64)])
+  def build(positions, box):
+    return tuple(graphs.build_graph_tf(positions, box,
+                                       self_loops=self_loops))
+
+  for n in (1, 2, 150):
+    positions = random_configuration(n, box, seed=n)
+    assert_identical(graphs.NeighbourGraph(*build(positions, box)),
+                     graphs.build_graph(positions, box,
+                                        self_loops=self_loops))
+
+
+def test_tf_builder_huge_box_equals_numpy():
+  # As test_huge_box_pairs_just_inside_the_cutoff: the float32
+  # pre-selection's margin grows with the box, so that no pair within
+  # float32 rounding of the cut-off is lost.
+  box = np.array([3.0e4, 9.0, 9.0])
+  rng = np.random.default_rng(17)
+  first = np.stack([rng.uniform(1e4, 3e4, 100), rng.uniform(0, 9, 100),
+                    rng.uniform(0, 9, 100)], -1)
+  direction = rng.normal(size=(100, 3))
+  direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+  second = first + direction * (2.0 - rng.uniform(0, 1e-3, (100, 1)))
+  positions = np.concatenate([first, second])
+  reference = graphs.build_graph(positions, box)
+  assert reference.n_edges >= 400
+  assert_identical(graphs.build_graph_tf(positions, box), reference)
 
 
 def test_tf_builder_rejects_small_box_and_nan():
