@@ -12,7 +12,7 @@ structure-only predictors as baselines for their graph network.
 The pipeline, for one configuration:
 
   positions ──► LAMMPS minimisation ──► inherent structure ──► Hessian H
-  (FIRE, then optionally CG)            (a local energy minimum)  [3n, 3n]
+  (simulation/minimise.py, FIRE)        (a local energy minimum)  [3n, 3n]
       ──► lowest n_modes + 3 eigenpairs of H ──► drop the 3 translations
       ──► p_i = Σ_m |e_i^(m)|²   (participation, [n], sums to n_modes)
 
@@ -39,8 +39,7 @@ Vocabulary:
   eigenvalues: ω², ε_AA/σ_AA² (m = 1).
 """
 
-import dataclasses
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import numpy as np
 import scipy.linalg
@@ -49,8 +48,8 @@ from scipy.sparse import linalg as sparse_linalg
 
 from glassy_dynamics_tf import baselines
 from glassy_dynamics_tf import periodic
-from glassy_dynamics_tf.simulation import engine
 from glassy_dynamics_tf.simulation import kob_andersen as ka
+from glassy_dynamics_tf.simulation import minimise as minimise_lib
 
 # Widmer-Cooper et al. (2008) sum the participation over the 30 lowest-
 # frequency modes at about a thousand particles. The same fraction of the
@@ -76,130 +75,39 @@ class SoftModesError(baselines.BaselineError):
 
 
 # ---------------------------------------------------------------------------
-# Minimisation (LAMMPS).
+# Minimisation (simulation/minimise.py).
+
+# The inherent structure of the baseline: FIRE alone down to a 2-norm of the
+# global 3n force vector of 1e-10 ε_AA/σ_AA, which FIRE reaches in a few
+# thousand steps at N = 256-1000 and which leaves no negative ω². For a
+# tighter minimum add a CG stage: method="fire+cg" with
+# fire_force_tolerance=1e-10 and force_tolerance below it (the 2-norm's
+# rounding floor is about 2e-12 at N = 256).
+DEFAULT_MINIMISER = minimise_lib.MinimiserSettings(
+    method="fire", norm="two", force_tolerance=1e-10)
 
 
-@dataclasses.dataclass(frozen=True)
-class MinimiserSettings:
-  """How LAMMPS finds the inherent structure.
-
-  Stage one is FIRE (Bitzek et al., PRL 97, 170201 (2006); LAMMPS
-  `min_style fire`), robust far from the minimum; stage two, if
-  `cg_force_tolerance` is set, is LAMMPS' conjugate gradient
-  (`min_style cg`) from where FIRE stopped. Each stage is one LAMMPS
-  `minimize etol ftol maxiter maxeval` command.
-
-  Attributes:
-    force_tolerance: FIRE's `ftol`, ε_AA/σ_AA: stop when the 2-norm of the
-      global 3n force vector falls below it. 1e-10 is reached in a few
-      thousand FIRE steps at N = 256-1000 and leaves no negative ω².
-    energy_tolerance: `etol`, relative energy change between iterations that
-      also stops a stage; 0 disables it (stop on forces only).
-    max_iterations: FIRE's `maxiter`; reaching it raises SoftModesError.
-    cg_force_tolerance: CG's `ftol` (ε_AA/σ_AA), or None for no CG stage.
-    cg_max_iterations: CG's `maxiter`; reaching it raises SoftModesError.
-      Rounding puts a floor under |F| (about 2e-12 at N = 256): a CG
-      tolerance below it runs out of iterations.
-    timestep: FIRE's initial timestep, τ (its maximum is 10× this, LAMMPS'
-      default `tmax`); the MD timestep of the simulator by default.
-    accelerator: the engine's pair-style accelerator, "opt" or "none".
-  """
-  force_tolerance: float = 1e-10
-  energy_tolerance: float = 0.0
-  max_iterations: int = 100_000
-  cg_force_tolerance: Optional[float] = None
-  cg_max_iterations: int = 10_000
-  timestep: float = ka.TIMESTEP
-  accelerator: str = "opt"
-
-  def as_dict(self) -> dict:
-    return dataclasses.asdict(self)
-
-
-class InherentStructure(NamedTuple):
-  """The local energy minimum LAMMPS reached from a configuration.
-
-  Fields:
-    positions: [n, 3] float64, σ_AA units, wrapped into [0, box), same
-      particle order as the input.
-    energy_before: potential energy per particle of the input, ε_AA,
-      truncated and shifted (`kob_andersen.SHIFTED`).
-    energy_after: the same at the inherent structure.
-    n_steps: minimiser iterations, FIRE and CG together.
-    force_norm: LAMMPS' `fnorm` at the end, 2-norm of the 3n force vector,
-      ε_AA/σ_AA.
-  """
-  positions: np.ndarray
-  energy_before: float
-  energy_after: float
-  n_steps: int
-  force_norm: float
-
-
-def minimise(positions, types, box,
-             settings: MinimiserSettings = MinimiserSettings()
-            ) -> InherentStructure:
-  """Minimises the KA potential energy with LAMMPS at fixed box.
+def inherent_structure(positions, types, box,
+                       settings: minimise_lib.MinimiserSettings = (
+                           DEFAULT_MINIMISER)
+                       ) -> minimise_lib.InherentStructure:
+  """minimise.minimise, with this module's checks and error type.
 
   Args:
     positions: [n, 3] float, σ_AA units.
     types: [n] int, 0 = A, 1 = B.
     box: [3] float, σ_AA units, each edge > 5 σ_AA.
-    settings: tolerances and iteration limits.
-
-  Returns:
-    the InherentStructure.
+    settings: minimise.MinimiserSettings.
 
   Raises:
-    SoftModesError: bad configuration, or a stage that used all its
-      iterations, or a non-finite energy.
+    SoftModesError: bad configuration, or minimise.MinimiserError's cases
+      (LAMMPS failed, no convergence, non-finite energy), same message.
   """
   positions, types, box = _check_configuration(positions, types, box)
-  with engine.KobAndersenSimulation(
-      positions, types, box, timestep=settings.timestep,
-      accelerator=settings.accelerator, shifted=ka.SHIFTED) as sim:
-    energy_before = sim.thermo()["potential_energy"]
-    lmp = sim.lmp
-    start = lmp.extract_global("ntimestep")
-    stages = [("fire", settings.force_tolerance, settings.max_iterations)]
-    if settings.cg_force_tolerance is not None:
-      stages.append(("cg", settings.cg_force_tolerance,
-                     settings.cg_max_iterations))
-    for style, ftol, max_iterations in stages:
-      if not max_iterations > 0:
-        raise SoftModesError(
-            f"minimiser: max iterations of stage '{style}' must be > 0, "
-            f"found {max_iterations}")
-      before = lmp.extract_global("ntimestep")
-      # FIRE needs one force evaluation per iteration, CG a few per line
-      # search; 10× leaves maxiter as the binding limit.
-      lmp.commands_string(
-          f"min_style {style}\n"
-          f"minimize {float(settings.energy_tolerance)!r} {float(ftol)!r} "
-          f"{int(max_iterations)} {10 * int(max_iterations)}")
-      used = lmp.extract_global("ntimestep") - before
-      # With etol = 0 a stage that used all its iterations did not reach
-      # ftol; with etol > 0 it did not reach either.
-      if used >= max_iterations:
-        raise SoftModesError(
-            f"minimiser: LAMMPS min_style {style} used all {max_iterations} "
-            f"iterations without reaching ftol = {ftol} (|F| = "
-            f"{lmp.get_thermo('fnorm'):.3g}); raise max_iterations or the "
-            "tolerance")
-    thermo = sim.thermo()
-    force_norm = lmp.get_thermo("fnorm")
-    n_steps = lmp.extract_global("ntimestep") - start
-    state = sim.state()
-  energy_after = thermo["potential_energy"]
-  if not (np.isfinite(energy_before) and np.isfinite(energy_after) and
-          np.isfinite(force_norm)):
-    raise SoftModesError(
-        f"minimiser: non-finite energy or force (before {energy_before}, "
-        f"after {energy_after}, |F| {force_norm}); overlapping particles?")
-  return InherentStructure(
-      positions=state.positions, energy_before=float(energy_before),
-      energy_after=float(energy_after), n_steps=int(n_steps),
-      force_norm=float(force_norm))
+  try:
+    return minimise_lib.minimise(positions, types, box, settings)
+  except minimise_lib.MinimiserError as e:
+    raise SoftModesError(f"soft modes: {e}") from e
 
 
 # ---------------------------------------------------------------------------
@@ -464,7 +372,8 @@ class SoftModes(NamedTuple):
 
 
 def soft_modes(positions, types, box, n_modes: int = DEFAULT_N_MODES, *,
-               minimiser: MinimiserSettings = MinimiserSettings(),
+               minimiser: minimise_lib.MinimiserSettings = (
+                   DEFAULT_MINIMISER),
                zero_tolerance: float = ZERO_TOLERANCE,
                solver: str = "auto") -> SoftModes:
   """Minimise, diagonalise, and sum participation over the softest modes.
@@ -474,7 +383,7 @@ def soft_modes(positions, types, box, n_modes: int = DEFAULT_N_MODES, *,
     types: [n] int, 0 = A, 1 = B.
     box: [3] float, σ_AA units, each edge > 5 σ_AA.
     n_modes: softest non-zero modes summed over (paper: 30 at N ≈ 1000).
-    minimiser: LAMMPS minimisation settings.
+    minimiser: LAMMPS minimisation settings (minimise.MinimiserSettings).
     zero_tolerance: |ω²| counted as zero, ε_AA/σ_AA².
     solver: eigen-solver, see `lowest_modes`.
 
@@ -482,10 +391,9 @@ def soft_modes(positions, types, box, n_modes: int = DEFAULT_N_MODES, *,
     the SoftModes.
 
   Raises:
-    SoftModesError: see `minimise` and `lowest_modes`.
+    SoftModesError: see `inherent_structure` and `lowest_modes`.
   """
-  positions, types, box = _check_configuration(positions, types, box)
-  inherent = minimise(positions, types, box, minimiser)
+  inherent = inherent_structure(positions, types, box, minimiser)
   modes = lowest_modes(hessian(inherent.positions, types, box), n_modes,
                        zero_tolerance=zero_tolerance, solver=solver)
   force = forces(inherent.positions, types, box)
@@ -494,9 +402,9 @@ def soft_modes(positions, types, box, n_modes: int = DEFAULT_N_MODES, *,
       eigenvalues=modes.eigenvalues,
       zero_eigenvalues=modes.zero_eigenvalues,
       participation=participation(modes.vectors),
-      energy_before=inherent.energy_before,
-      energy_after=inherent.energy_after,
-      n_minimiser_steps=inherent.n_steps,
+      energy_before=inherent.initial_potential_energy,
+      energy_after=inherent.potential_energy,
+      n_minimiser_steps=inherent.iterations,
       max_force=float(np.linalg.norm(force, axis=1).max()))
 
 
@@ -515,7 +423,8 @@ class SoftModesBaseline(baselines.Baseline):
   name = "soft_modes"
 
   def __init__(self, n_modes: int = DEFAULT_N_MODES,
-               minimiser: MinimiserSettings = MinimiserSettings(),
+               minimiser: minimise_lib.MinimiserSettings = (
+                   DEFAULT_MINIMISER),
                zero_tolerance: float = ZERO_TOLERANCE):
     self.n_modes = int(n_modes)
     self.minimiser = minimiser

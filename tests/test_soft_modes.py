@@ -1,5 +1,7 @@
 """Soft modes (glassy_dynamics_tf.soft_modes): Hessian, modes, pipeline."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -320,18 +322,26 @@ def test_unminimised_liquid_is_refused(liquid):
       soft_modes.lowest_modes(matrix, N_MODES, solver=solver)
 
 
-def test_cg_stage_and_iteration_limit(liquid):
+def test_minimiser_settings_and_errors(liquid):
+  # The minimiser itself is tested in tests/simulation/test_minimise.py;
+  # here: the baseline's default (FIRE alone, 2-norm of the force vector)
+  # and its failures as SoftModesError.
   record, result = liquid
-  settings = soft_modes.MinimiserSettings(cg_force_tolerance=1e-11,
-                                          cg_max_iterations=2000)
-  polished = soft_modes.minimise(record.positions, record.types, record.box,
-                                 settings)
-  assert polished.force_norm < 1e-11
-  assert polished.energy_after <= result.energy_after + 1e-12
-  assert polished.n_steps > result.n_minimiser_steps
-  with pytest.raises(soft_modes.SoftModesError, match="used all 10"):
-    soft_modes.minimise(record.positions, record.types, record.box,
-                        soft_modes.MinimiserSettings(max_iterations=10))
+  default = soft_modes.DEFAULT_MINIMISER
+  assert (default.method, default.norm, default.force_tolerance) == (
+      "fire", "two", 1e-10)
+  inherent = soft_modes.inherent_structure(record.positions, record.types,
+                                           record.box)
+  np.testing.assert_array_equal(inherent.positions,
+                                result.inherent_positions)
+  assert inherent.iterations == result.n_minimiser_steps
+  assert inherent.force_norm < default.force_tolerance * 1.01
+  with pytest.raises(soft_modes.SoftModesError,
+                     match="soft modes: minimiser did not converge.*used "
+                           "all 10"):
+    soft_modes.inherent_structure(
+        record.positions, record.types, record.box,
+        dataclasses.replace(default, max_iterations=10))
 
 
 def test_baseline(liquid):
@@ -366,7 +376,7 @@ def test_bad_input_is_named():
   with pytest.raises(error, match=r"finite.*particle\(s\) \[3\]"):
     soft_modes.hessian(bad, types, BOX)
   with pytest.raises(error, match="finite"):
-    soft_modes.minimise(bad, types, BOX)
+    soft_modes.inherent_structure(bad, types, BOX)
   with pytest.raises(error, match=r"shape \[n, 3\]"):
     soft_modes.hessian(positions[:, :2], types, BOX)
   with pytest.raises(error, match="types must have shape"):

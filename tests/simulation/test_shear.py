@@ -18,6 +18,7 @@ from glassy_dynamics_tf import periodic
 from glassy_dynamics_tf.analysis import shear as shear_study
 from glassy_dynamics_tf.io import record as record_lib
 from glassy_dynamics_tf.simulation import kob_andersen as ka
+from glassy_dynamics_tf.simulation import minimise
 from glassy_dynamics_tf.simulation import shear
 
 # 20 steps of Δγ = 1e-4, a fresh LAMMPS session every 5.
@@ -28,7 +29,8 @@ SHORT = shear.ShearSettings(max_strain=0.002, stop_after_events=0,
 @pytest.fixture(name="quenched", scope="module")
 def _quenched(small_liquid_state):
   s = small_liquid_state
-  return shear.quench(s.positions, s.types, s.box)
+  return minimise.minimise(s.positions, s.types, s.box,
+                           SHORT.minimiser)
 
 
 @pytest.fixture(name="short_run", scope="module")
@@ -38,45 +40,20 @@ def _short_run(small_liquid_state):
                                           log=lambda m: None)
 
 
-def _virial_stress_xy(positions, types, box):
-  """σ_xy = (1/V) Σ_pairs V'(r) x y / r, the KA pair virial (= −P_xy)."""
-  pairs = periodic.neighbour_pairs(positions, box, ka.MAX_CUTOFF)
-  ti, tj = types[pairs.i], types[pairs.j]
-  eps, sig = ka.EPSILON[ti, tj], ka.SIGMA[ti, tj]
-  r = pairs.distances
-  inside = r < ka.CUTOFF[ti, tj]
-  dv_dr = 4 * eps * (-12 * sig**12 / r**13 + 6 * sig**6 / r**7)
-  v = pairs.vectors
-  terms = np.where(inside, dv_dr * v[:, 0] * v[:, 1] / r, 0.0)
-  return terms.sum() / np.prod(box)
+# The quench itself (energies, forces, stress, a minimum stays a minimum) is
+# tested in test_minimise.py.
 
 
-# ------------------------------------------------------------- quench ------
-
-
-def test_quench_reaches_an_inherent_structure(small_liquid_state, quenched):
-  s = small_liquid_state
-  # A liquid at T = 2 sits far above its inherent structure.
-  assert quenched.potential_energy < quenched.initial_potential_energy - 1.0
-  assert -7.8 < quenched.potential_energy < -7.3
-  assert quenched.max_force <= 2 * shear.FORCE_TOLERANCE
-  np.testing.assert_array_equal(quenched.types, s.types)
-  assert np.all((quenched.positions >= 0) & (quenched.positions < s.box))
-  # LAMMPS' energies and stress agree with independent numpy sums.
-  energies = ka.per_particle_potential_energy(quenched.positions,
-                                              quenched.types, quenched.box)
-  np.testing.assert_allclose(quenched.particle_energies, energies, atol=1e-10)
-  assert quenched.potential_energy == pytest.approx(energies.mean(), abs=1e-10)
-  assert quenched.stress == pytest.approx(
-      _virial_stress_xy(quenched.positions, quenched.types, quenched.box),
-      abs=1e-9)
-  # A minimum stays put when minimised again.
-  again = shear.quench(quenched.positions, quenched.types, quenched.box)
-  moved = periodic.minimum_image(again.positions - quenched.positions,
-                                 quenched.box)
-  assert np.abs(moved).max() < 1e-6
-  assert again.potential_energy == pytest.approx(quenched.potential_energy,
-                                                 abs=1e-12)
+def test_quench_failure_is_a_shear_error(tmp_path):
+  # Two particles 0.05 σ apart: LAMMPS loses atoms in the first FIRE step.
+  positions = np.array([[1.0, 1.0, 1.0], [1.05, 1.0, 1.0], [4.0, 4.0, 4.0]])
+  checkpoint = str(tmp_path / "run.checkpoint.npz")
+  with pytest.raises(shear.ShearError,
+                     match="quench: LAMMPS could not minimise"):
+    shear.athermal_quasistatic_shear(positions, [0, 0, 0], np.full(3, 8.0),
+                                     SHORT, checkpoint_path=checkpoint,
+                                     log=lambda m: None)
+  assert not os.path.exists(checkpoint)
 
 
 # ----------------------------------------------------- triclinic geometry --
@@ -297,7 +274,22 @@ def test_settings_are_validated():
     shear.ShearSettings(max_strain=0.6).validate(np.array([5.0, 5.0, 5.0]))
   with pytest.raises(shear.ShearError, match="accelerator"):
     shear.ShearSettings(
-        minimiser=shear.MinimiserSettings(accelerator="gpu")).validate()
+        minimiser=minimise.MinimiserSettings(accelerator="gpu")).validate()
+  with pytest.raises(shear.ShearError, match="fire_force_tolerance"):
+    shear.ShearSettings(minimiser=minimise.MinimiserSettings(
+        fire_force_tolerance=1e-12)).validate()
+
+
+def test_settings_round_trip_through_arrays():
+  minimiser = minimise.MinimiserSettings(
+      method="cg", norm="two", energy_tolerance=1e-8, accelerator="none")
+  settings = shear.ShearSettings(strain_step=2e-4, rearranging_top_k=7,
+                                 minimiser=minimiser)
+  assert shear.ShearSettings.from_arrays(settings.as_arrays()) == settings
+  arrays = settings.as_arrays()
+  del arrays["setting_minimiser_norm"]
+  with pytest.raises(shear.ShearError, match="'minimiser_norm'.*missing"):
+    shear.ShearSettings.from_arrays(arrays)
 
 
 # -------------------------------------------------------------------- AQS --
@@ -309,7 +301,7 @@ def test_small_strain_is_linear_elastic(short_run, quenched):
   # Starts from the quenched structure, unsheared.
   np.testing.assert_array_equal(r.positions, quenched.positions)
   assert r.stress[0] == quenched.stress
-  assert r.max_force.max() <= 2 * shear.FORCE_TOLERANCE
+  assert r.max_force.max() <= 2 * minimise.FORCE_TOLERANCE
   slope, intercept = np.polyfit(r.strain, r.stress, 1)
   fit = slope * r.strain + intercept
   # A KA glass has G ≈ 15-20 ε/σ³. This one, quenched straight from T = 2,
@@ -418,6 +410,50 @@ def test_scores_of_perfect_reversed_and_b_particles():
       mixed, rearranging, types, k=1).precision_at_k == 1.0
 
 
+def _score(auc, precision, chance=0.1, rank=0.0):
+  return {"roc_auc": auc, "precision_at_k": precision,
+          "random_precision": chance, "spearman": rank}
+
+
+def test_mean_and_standard_error_over_configurations():
+  # Three events and one configuration without: by hand, AUC of "a" is
+  # 0.9, 0.7, 0.5: mean 0.7, sample std 0.2, standard error 0.2/√3; its
+  # population std (metrics.Summary) sqrt(0.08/3). Paired differences
+  # a − b: AUC 0.2, 0.1, 0.0 (mean 0.1, s.e. 0.1/√3); precision 0.25,
+  # −0.05, 0.1 (mean 0.1, sample std 0.15, s.e. 0.15/√3).
+  entries = [
+      {"scores": {"a": _score(0.9, 0.5, rank=0.3), "b": _score(0.7, 0.25)}},
+      {"scores": {"a": _score(0.7, 0.3, rank=math.nan),
+                  "b": _score(0.6, 0.35)}},
+      {"scores": {"a": _score(0.5, 0.2, rank=0.1), "b": _score(0.5, 0.1)}},
+      {"scores": {"a": None, "b": None}},
+  ]
+  summary, differences = shear_study.summarise_scores(entries, ["a", "b"])
+  auc = summary["a"]["roc_auc"]
+  assert auc["mean"] == pytest.approx(0.7)
+  assert auc["standard_error"] == pytest.approx(0.2 / math.sqrt(3))
+  assert auc["std"] == pytest.approx(math.sqrt(0.08 / 3))
+  assert auc["count"] == 3
+  # A NaN (undefined rank correlation) is left out of the count.
+  rank = summary["a"]["spearman"]
+  assert rank["count"] == 2 and rank["mean"] == pytest.approx(0.2)
+  assert rank["standard_error"] == pytest.approx(0.1)
+  assert summary["b"]["precision_at_k"]["mean"] == pytest.approx(0.7 / 3)
+  assert list(differences) == ["a - b"]
+  d = differences["a - b"]
+  assert d["roc_auc"]["mean"] == pytest.approx(0.1)
+  assert d["roc_auc"]["standard_error"] == pytest.approx(0.1 / math.sqrt(3))
+  assert d["precision_at_k"]["mean"] == pytest.approx(0.1)
+  assert d["precision_at_k"]["standard_error"] == pytest.approx(
+      0.15 / math.sqrt(3))
+  # One predictor: no differences; no events: no summary.
+  alone, none = shear_study.summarise_scores(entries[3:] * 2, ["a"])
+  assert alone == {"a": None} and none == {}
+  assert math.isnan(shear_study.standard_error([1.0]))
+  assert shear_study.standard_error([1.0, 3.0, math.nan]) == pytest.approx(
+      1.0)
+
+
 def test_predictor_output_shapes_are_checked(short_run):
   n = short_run.n_particles
   good = shear_study.predictor_scores(lambda p, t, b: np.ones((n, 1)),
@@ -469,6 +505,15 @@ def test_shear_study_report_and_figure(short_run, tmp_path):
   assert 0.0 <= first["scores"]["potential_energy"]["roc_auc"] <= 1.0
   assert second["first_event"] == {} and second["scores"]["oracle"] is None
   assert written["summary"]["oracle"]["roc_auc"]["count"] == 1
+  # One event: no standard error (NaN, written as null); the paired
+  # difference is exact.
+  assert math.isnan(report["summary"]["oracle"]["roc_auc"]["standard_error"])
+  assert written["summary"]["oracle"]["roc_auc"]["standard_error"] is None
+  difference = written["differences"]["oracle - anti_oracle"]["roc_auc"]
+  assert difference["mean"] == 1.0 and difference["count"] == 1
+  assert set(written["differences"]) == {
+      "oracle - anti_oracle", "oracle - potential_energy",
+      "anti_oracle - potential_energy"}
   assert len(first["curve"]["stress"]) == len(r.stress)
   assert os.path.getsize(tmp_path / shear_study.FIGURE_NAME) > 10_000
   assert "oracle: ROC-AUC 1.000" in shear_study.summary(report)
