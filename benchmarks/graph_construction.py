@@ -58,10 +58,7 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
-import tempfile
-import threading
 import time
 
 import numpy as np
@@ -291,31 +288,17 @@ def _child_main(args):
 
 def _run_child(args, method: str, n: int, label: str) -> dict:
   """Runs one measurement in a subprocess; adds its ru_maxrss (wait4)."""
-  command = [sys.executable, os.path.abspath(__file__),
-             f"--measure={method}", f"--n_particles={n}", f"--label={label}",
-             f"--calls={args.calls}", f"--time_budget_s={args.time_budget_s}",
-             f"--memory_cap_gib={args.memory_cap_gib}"]
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
-             PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-  with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile(
-      "w+") as err:
-    child = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out,
-                             stderr=err, text=True)
-    timer = threading.Timer(args.timeout_s, child.kill)
-    timer.start()
-    _, status, usage = os.wait4(child.pid, 0)
-    timer.cancel()
-    code = os.waitstatus_to_exitcode(status)
-    out.seek(0)
-    err.seek(0)
-    stdout, stderr = out.read(), err.read()
-  ru_maxrss = usage.ru_maxrss * 1024 / GIB  # KiB on Linux
-  for line in stdout.splitlines():
-    if line.startswith("RESULT "):
-      return dict(json.loads(line[len("RESULT "):]), ru_maxrss_gib=ru_maxrss)
-  lines = [l for l in stderr.splitlines() if l.strip()]
-  return {"error": f"exit status {code}: " + " | ".join(lines[-2:]),
-          "ru_maxrss_gib": ru_maxrss}
+  run = machine.run_child(
+      __file__, [f"--measure={method}", f"--n_particles={n}",
+                 f"--label={label}", f"--calls={args.calls}",
+                 f"--time_budget_s={args.time_budget_s}",
+                 f"--memory_cap_gib={args.memory_cap_gib}"],
+      ROOT, args.timeout_s)
+  if run.result is not None:
+    return dict(run.result, ru_maxrss_gib=run.peak_rss_gib)
+  return {"error": f"exit status {run.returncode}: " +
+                   " | ".join(run.stderr_lines[-2:]),
+          "ru_maxrss_gib": run.peak_rss_gib}
 
 
 # ------------------------------------------------------------- report ---

@@ -51,10 +51,8 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 from absl import app
@@ -272,38 +270,23 @@ def _child_main():
 
 
 def _run_child(*args) -> dict:
-  """Runs one measurement; its peak RSS comes from the kernel (wait4), so
-  it is known even for a child that was killed or aborted."""
-  command = [sys.executable, os.path.abspath(__file__),
-             f"--memory_cap_gib={_CAP.value}",
-             f"--max_repeats={_REPEATS.value}",
-             f"--time_budget_s={_BUDGET.value}", *args]
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
-             PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-  with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile(
-      "w+") as err:
-    child = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out,
-                             stderr=err, text=True)
-    timer = threading.Timer(_TIMEOUT.value, child.kill)
-    timer.start()
-    _, status, usage = os.wait4(child.pid, 0)
-    timer.cancel()
-    child.returncode = os.waitstatus_to_exitcode(status)
-    out.seek(0)
-    err.seek(0)
-    stdout, stderr = out.read(), err.read()
-  peak = usage.ru_maxrss * 1024 / GIB  # ru_maxrss is in KiB on Linux
-  for line in stdout.splitlines():
-    if line.startswith("RESULT "):
-      return dict(json.loads(line[len("RESULT "):]), peak_rss_gib=peak)
-  if child.returncode == -9:
+  """Runs one measurement in a subprocess; adds its peak RSS (wait4)."""
+  run = machine.run_child(
+      __file__, [f"--memory_cap_gib={_CAP.value}",
+                 f"--max_repeats={_REPEATS.value}",
+                 f"--time_budget_s={_BUDGET.value}", *args],
+      ROOT, _TIMEOUT.value)
+  peak = run.peak_rss_gib
+  if run.result is not None:
+    return dict(run.result, peak_rss_gib=peak)
+  if run.returncode == -9:
     return {"error": f"killed (timeout {_TIMEOUT.value} s, or the kernel's "
                      f"out-of-memory killer)", "peak_rss_gib": peak}
   # Aborted by an allocation failure outside Python's reach (std::bad_alloc
   # in a TensorFlow kernel): keep the line that says so.
-  lines = [l for l in stderr.splitlines() if l.strip()]
+  lines = run.stderr_lines
   reason = [l for l in lines if "bad_alloc" in l or "what()" in l]
-  return {"error": f"exit status {child.returncode}: " +
+  return {"error": f"exit status {run.returncode}: " +
                    " | ".join(reason[-1:] or lines[-2:]),
           "peak_rss_gib": peak}
 

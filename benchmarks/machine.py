@@ -1,9 +1,15 @@
 """The description of the machine that every benchmark result records."""
 
+import dataclasses
 import importlib.metadata
+import json
 import os
 import platform
-from typing import Sequence
+import subprocess
+import sys
+import tempfile
+import threading
+from typing import Optional, Sequence
 
 GIB = 1024**3
 
@@ -35,3 +41,54 @@ def describe(packages: Sequence[str]) -> dict:
       "platform": platform.platform(),
       "versions": versions,
   }
+
+
+GIB = 1024**3
+
+
+@dataclasses.dataclass
+class ChildRun:
+  """One measurement subprocess.
+
+  Attributes:
+    returncode: exit status (-9: killed, e.g. by the timeout).
+    result: the JSON object of its line "RESULT {...}", or None.
+    stderr_lines: its non-empty stderr lines (for the error message).
+    peak_rss_gib: its peak resident set, from the kernel (wait4), so it is
+      known even for a child that was killed or aborted.
+  """
+  returncode: int
+  result: Optional[dict]
+  stderr_lines: list
+  peak_rss_gib: float
+
+
+def run_child(script: str, args: Sequence[str], root: str,
+              timeout_s: float) -> ChildRun:
+  """Runs `python script *args` in `root` with `root` on PYTHONPATH.
+
+  The child reports by printing one line "RESULT <json>" on stdout.
+  """
+  command = [sys.executable, os.path.abspath(script), *args]
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
+             PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+  with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile(
+      "w+") as err:
+    child = subprocess.Popen(command, cwd=root, env=env, stdout=out,
+                             stderr=err, text=True)
+    timer = threading.Timer(timeout_s, child.kill)
+    timer.start()
+    _, status, usage = os.wait4(child.pid, 0)
+    timer.cancel()
+    out.seek(0)
+    err.seek(0)
+    stdout, stderr = out.read(), err.read()
+  result = None
+  for line in stdout.splitlines():
+    if line.startswith("RESULT "):
+      result = json.loads(line[len("RESULT "):])
+      break
+  return ChildRun(returncode=os.waitstatus_to_exitcode(status),
+                  result=result,
+                  stderr_lines=[l for l in stderr.splitlines() if l.strip()],
+                  peak_rss_gib=usage.ru_maxrss * 1024 / GIB)  # KiB on Linux

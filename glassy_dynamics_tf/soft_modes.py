@@ -454,26 +454,16 @@ class SoftModesBaseline(baselines.Baseline):
 
 
 def _check_configuration(positions, types, box) -> tuple:
-  """Validated float64 positions [n, 3], int64 types [n], float64 box [3]."""
-  positions = np.asarray(positions, np.float64)
-  if positions.ndim != 2 or positions.shape[1] != 3:
-    raise SoftModesError(f"positions must have shape [n, 3], found "
-                         f"{list(positions.shape)}")
-  if not np.all(np.isfinite(positions)):
-    bad = np.flatnonzero(~np.isfinite(positions).all(axis=1))
-    raise SoftModesError(
-        f"positions must be finite, found NaN/inf at particle(s) "
-        f"{bad[:10].tolist()}")
-  types = np.asarray(types)
-  if types.shape != (positions.shape[0],):
-    raise SoftModesError(f"types must have shape [{positions.shape[0]}], "
-                         f"found {list(types.shape)}")
-  if not np.all((types == 0) | (types == 1)):
-    raise SoftModesError(
-        f"types must be 0 (A) or 1 (B), found {np.unique(types).tolist()}")
-  box = np.asarray(box, np.float64)
-  if box.shape != (3,) or not np.all(np.isfinite(box)):
-    raise SoftModesError(f"box must be 3 finite edges, found {box.tolist()}")
+  """Validated float64 positions [n, 3], int64 types [n], float64 box [3].
+
+  The checks of `minimise.check_configuration`, plus the Hessian's own
+  condition: every box edge beyond twice the largest cut-off.
+  """
+  try:
+    positions, types, box = minimise_lib.check_configuration(
+        positions, types, box)
+  except minimise_lib.MinimiserError as e:
+    raise SoftModesError(str(e)) from e
   if np.any(box <= 2.0 * ka.MAX_CUTOFF):
     raise SoftModesError(
         f"box {box.tolist()} must exceed twice the largest cut-off "
