@@ -597,7 +597,9 @@ def train(config, workdir: str, data_dir: Optional[str] = None,
     workdir: output directory (created).
     data_dir: TFDS data_dir override (default config.dataset.data_dir).
     records: split name -> record dataset instead of TFDS (tests, in-memory
-      data); needs "train", and "validation" for model selection.
+      data); needs "train", and "validation" for model selection. The train
+      split is cut to its first config.dataset.max_train_examples records,
+      as `input_pipeline.load_records` cuts TFDS data.
     strategy: default: create_strategy(config.train.strategy).
     extra_callbacks: more Keras callbacks (e.g. to stop a run in tests).
     verbose: Keras fit verbosity (1 = progress bar, 2 = one line per epoch).
@@ -646,6 +648,9 @@ def train(config, workdir: str, data_dir: Optional[str] = None,
   if "test" in records:
     raise TrainingError("train() never looks at the test split; pass only "
                         "'train' and 'validation'")
+  limit = input_pipeline.max_train_examples(config)
+  if limit:
+    records = dict(records, train=records["train"].take(limit))
   metadata = input_pipeline.compute_metadata(records, config)
   logging.info("data: %s", metadata.to_json_dict())
 

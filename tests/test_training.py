@@ -59,6 +59,14 @@ def test_masked_mse_golden_value():
     loss(truth, predictions)
 
 
+def test_in_memory_records_are_cut_to_max_train_examples(tmp_path):
+  config = _config(num_steps=2, steps_per_epoch=2)
+  config.dataset.max_train_examples = 2
+  result = training.train(config, str(tmp_path), records=_records(n_train=3),
+                          verbose=0)
+  assert result.metadata.num_examples["train"] == 2
+
+
 def test_training_reduces_loss(tmp_path):
   # Raw targets: their mean alone is most of the initial loss.
   config = _config(num_steps=40, steps_per_epoch=20, learning_rate=3e-3,
