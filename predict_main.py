@@ -16,7 +16,7 @@ extended XYZ file with propensity columns for OVITO.
 
 Large boxes are predicted domain by domain (sub-boxes plus a halo of
 num_recurrences x cut-off), with the same result as one whole-box call and
-memory bounded by --max_particles_per_domain (prediction.predict_in_domains).
+memory bounded by --max_particles_per_domain (domains.predict_in_domains).
 """
 
 import os
@@ -27,6 +27,7 @@ from absl import flags
 
 from glassy_dynamics_tf import console
 from glassy_dynamics_tf import deepmind_checkpoint
+from glassy_dynamics_tf import domains
 from glassy_dynamics_tf import prediction
 from glassy_dynamics_tf import training
 from glassy_dynamics_tf.io import record as record_lib
@@ -48,7 +49,7 @@ _TIMES = flags.DEFINE_list(
 _MAX_PARTICLES = flags.DEFINE_integer(
     "max_particles_per_domain", 0, "Particles per model call, halo "
     "included: boxes with more are predicted domain by domain (exact). 0: "
-    f"auto ({prediction.DEFAULT_MAX_PARTICLES_PER_DOMAIN:,}, a few GiB); -1: "
+    f"auto ({domains.DEFAULT_MAX_PARTICLES_PER_DOMAIN:,}, a few GiB); -1: "
     "always the whole box in one call.", lower_bound=-1)
 _EXPORT = flags.DEFINE_string(
     "export_saved_model", None, "For a TF1 checkpoint: also export it as a "
@@ -64,9 +65,9 @@ def main(argv):
       raise app.UsageError(f"--{flag.name} is required")
   try:
     _predict()
-  except (prediction.PredictionError, training.TrainingError,
-          deepmind_checkpoint.CheckpointError, record_lib.RecordError,
-          FileNotFoundError) as e:
+  except (prediction.PredictionError, domains.DomainError,
+          training.TrainingError, deepmind_checkpoint.CheckpointError,
+          record_lib.RecordError, FileNotFoundError) as e:
     sys.exit(f"predict_main: {e}")
 
 
@@ -83,11 +84,11 @@ def _predict():
   try:
     plan = predictor.plan_domains(record.positions, record.box,
                                   _MAX_PARTICLES.value)
-  except prediction.DomainError as e:
+  except domains.DomainError as e:
     raise prediction.PredictionError(
         f"--max_particles_per_domain={_MAX_PARTICLES.value}: {e}") from e
   print(f"domains: {plan.describe()}", flush=True)
-  propensity = prediction.predict_with_decomposition(
+  propensity = domains.predict_with_decomposition(
       predictor.predict, record.positions, record.types, plan,
       _print_progress).propensity
   xyz = _OUTPUT_XYZ.value or os.path.splitext(_OUTPUT.value)[0] + ".xyz"
@@ -98,7 +99,7 @@ def _predict():
         (f", {xyz}" if xyz else ""))
 
 
-def _print_progress(step: prediction.DomainProgress):
+def _print_progress(step: domains.DomainProgress):
   if step.n_domains > 1:
     print(f"domain {step.done}/{step.n_domains} {step.index}: "
           f"{step.region_particles:,} particles, {step.interior_particles:,} "

@@ -12,7 +12,7 @@ that every peak-memory figure belongs to one measurement):
                    32, 4 recurrences, 4 outputs) with random weights;
   predict_domains  the same model through prediction.load_predictor and
                    Predictor.predict_in_domains with the default budget
-                   (prediction.DEFAULT_MAX_PARTICLES_PER_DOMAIN particles per
+                   (domains.DEFAULT_MAX_PARTICLES_PER_DOMAIN particles per
                    call, halo 4 x 2.0 + 0.01 σ), for N in --domain_sizes;
   exactness        both on the same configuration (N in --exact_sizes): the
                    largest difference and the share of bit-identical outputs;
@@ -190,6 +190,7 @@ def _measure(method: str, n: int, saved_model: str) -> dict:
       if not np.all(np.isfinite(out)) or out.shape[0] != n:
         raise RuntimeError(f"predict: bad output {out.shape}")
   elif method == "predict_domains":
+    from glassy_dynamics_tf import domains
     from glassy_dynamics_tf import prediction
     predictor = prediction.load_predictor(saved_model)
     repeats = 0  # minutes per call at N = 10^6; one is enough.
@@ -199,7 +200,7 @@ def _measure(method: str, n: int, saved_model: str) -> dict:
       plan = predictor.plan_domains(positions, box)
       planned = time.perf_counter() - start
       steps = []
-      out = prediction.predict_with_decomposition(
+      out = domains.predict_with_decomposition(
           predictor.predict, positions, types, plan,
           progress=steps.append).propensity
       if not np.all(np.isfinite(out)) or out.shape[0] != n:

@@ -1,4 +1,4 @@
-"""Tests of domain-decomposed prediction (prediction.predict_in_domains).
+"""Tests of domain-decomposed prediction (domains.predict_in_domains).
 
 The claim under test: a particle's output depends only on particles closer
 than num_recurrences x cutoff, so predicting sub-boxes plus a halo that wide
@@ -19,6 +19,7 @@ import tensorflow as tf
 from glassy_dynamics_tf import input_pipeline
 from glassy_dynamics_tf import io as io_lib
 from glassy_dynamics_tf import periodic
+from glassy_dynamics_tf import domains
 from glassy_dynamics_tf import prediction
 from glassy_dynamics_tf import training
 from glassy_dynamics_tf.configs import demo
@@ -29,7 +30,7 @@ import synthetic_records
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHECKPOINT = os.path.join(ROOT, "..", "shared", "fixtures", "deepmind",
                           "checkpoints", "t044_s09.ckpt")
-MARGIN = prediction.HALO_MARGIN
+MARGIN = domains.HALO_MARGIN
 
 
 def _configuration(box, n, seed=0):
@@ -76,7 +77,7 @@ def test_k_hop_reference_decomposed_equals_whole_box():
   cutoff, hops = 1.5, 3   # receptive field 4.5 σ; ~7 neighbours at ρ = 0.5
   predict = _hop_function(cutoff, hops)
   whole = predict(positions, types, box)
-  result = prediction.predict_in_domains(
+  result = domains.predict_in_domains(
       predict, positions, types, box, halo=hops * cutoff + MARGIN,
       max_particles=500)
   grid = result.decomposition.grid
@@ -84,7 +85,7 @@ def test_k_hop_reference_decomposed_equals_whole_box():
   assert result.decomposition.region_particles.max() <= 500
   np.testing.assert_array_equal(result.propensity, whole)
   # One cut-off too thin: the particles near the domain faces lose walks.
-  thin = prediction.predict_in_domains(
+  thin = domains.predict_in_domains(
       predict, positions, types, box, halo=(hops - 1) * cutoff + MARGIN,
       max_particles=500)
   assert np.sum(thin.propensity != whole) > 10
@@ -93,12 +94,12 @@ def test_k_hop_reference_decomposed_equals_whole_box():
 def test_regions_match_a_brute_force_halo_and_interiors_partition():
   positions, _, box = _configuration([30.0, 24.0, 4.2], 900, seed=1)
   halo = 4.51
-  plan = prediction.plan_domains(positions, box, halo, 300)
+  plan = domains.plan_domains(positions, box, halo, 300)
   widths = plan.widths
   assert np.allclose(widths * plan.grid, box)
   wrapped = periodic.wrap(positions.astype(np.float64), box)
   interiors = []
-  for domain in prediction.iter_domains(positions, plan):
+  for domain in domains.iter_domains(positions, plan):
     lower = np.asarray(domain.index) * widths
     # In the region <=> on every split axis, within `halo` of the domain's
     # slab [lower, lower + width) along the periodic axis.
@@ -129,20 +130,20 @@ def test_fewest_domains_and_no_split_when_the_box_fits():
     calls.append(len(x))
     return np.stack([x[:, 0], t.astype(np.float32)], axis=1)
 
-  result = prediction.predict_in_domains(predict, positions, types, box,
+  result = domains.predict_in_domains(predict, positions, types, box,
                                          halo=4.51, max_particles=900)
   assert result.decomposition.grid == (1, 1, 1) and calls == [900]
   np.testing.assert_array_equal(result.propensity[:, 0], positions[:, 0])
   # Splitting only x in two: regions of 15 + 2 x 4.51 of 30 σ hold ~722.
-  plan = prediction.plan_domains(positions, box, 4.51, 800)
+  plan = domains.plan_domains(positions, box, 4.51, 800)
   assert plan.grid == (2, 1, 1), plan.describe()
   # An axis is never split when a region would cover it (24 / 2 + 9.02 is
   # less than 24, but 4.2 / k + 9.02 never is).
   assert all(p.grid[2] == 1 for p in [
-      prediction.plan_domains(positions, box, 4.51, b)
+      domains.plan_domains(positions, box, 4.51, b)
       for b in (250, 400, 600)])
   calls.clear()
-  result = prediction.predict_in_domains(predict, positions, types, box,
+  result = domains.predict_in_domains(predict, positions, types, box,
                                          halo=4.51, max_particles=400)
   assert len(calls) == result.decomposition.n_domains > 1
   assert max(calls) <= 400
@@ -157,32 +158,32 @@ def test_bad_arguments_are_named():
     return np.zeros((len(x), 1), np.float32)
 
   for halo in (0.0, -1.0, float("nan")):
-    with pytest.raises(prediction.DomainError, match="halo"):
-      prediction.predict_in_domains(predict, positions, types, box, halo,
+    with pytest.raises(domains.DomainError, match="halo"):
+      domains.predict_in_domains(predict, positions, types, box, halo,
                                     300)
   for budget in (0, -5, 2.5):
-    with pytest.raises(prediction.DomainError, match="max_particles"):
-      prediction.predict_in_domains(predict, positions, types, box, 4.51,
+    with pytest.raises(domains.DomainError, match="max_particles"):
+      domains.predict_in_domains(predict, positions, types, box, 4.51,
                                     budget)
   # At ρ = 0.3 the halo alone (9.02 x 9.02 x 4.2 σ) holds ~100 particles.
-  with pytest.raises(prediction.DomainError,
+  with pytest.raises(domains.DomainError,
                      match=r"max_particles: 50 particles .* too small"):
-    prediction.predict_in_domains(predict, positions, types, box, 4.51, 50)
-  with pytest.raises(prediction.DomainError, match="types"):
-    prediction.predict_in_domains(predict, positions, types[:-1], box, 4.51,
+    domains.predict_in_domains(predict, positions, types, box, 4.51, 50)
+  with pytest.raises(domains.DomainError, match="types"):
+    domains.predict_in_domains(predict, positions, types[:-1], box, 4.51,
                                   300)
-  with pytest.raises(prediction.DomainError, match="box"):
-    prediction.predict_in_domains(predict, positions, types, [30.0, 24.0],
+  with pytest.raises(domains.DomainError, match="box"):
+    domains.predict_in_domains(predict, positions, types, [30.0, 24.0],
                                   4.51, 300)
-  with pytest.raises(prediction.DomainError, match="predict_fn"):
-    prediction.predict_in_domains(lambda x, t, b: np.zeros(len(x)),
+  with pytest.raises(domains.DomainError, match="predict_fn"):
+    domains.predict_in_domains(lambda x, t, b: np.zeros(len(x)),
                                   positions, types, box, 4.51, 300)
   for value in (-2, 1.5):
-    with pytest.raises(prediction.DomainError, match="max_particles"):
-      prediction.resolve_max_particles(value)
-  assert prediction.resolve_max_particles(-1) is None
-  assert (prediction.resolve_max_particles(0) ==
-          prediction.DEFAULT_MAX_PARTICLES_PER_DOMAIN)
+    with pytest.raises(domains.DomainError, match="max_particles"):
+      domains.resolve_max_particles(value)
+  assert domains.resolve_max_particles(-1) is None
+  assert (domains.resolve_max_particles(0) ==
+          domains.DEFAULT_MAX_PARTICLES_PER_DOMAIN)
 
 
 def test_unknown_receptive_field_only_allows_whole_boxes():
@@ -242,7 +243,7 @@ def test_saved_model_decomposed_equals_whole_box(demo_model):
   # A halo of one cut-off instead of four fails the same comparison. (With
   # random weights the fourth hop moves outputs by only ~1e-6, below the
   # tolerance; the K-hop reference test above checks one cut-off less.)
-  thin = prediction.predict_in_domains(
+  thin = domains.predict_in_domains(
       predictor.predict, positions, types, box, halo=2.0 + MARGIN,
       max_particles=1200)
   assert thin.decomposition.n_domains > 1
