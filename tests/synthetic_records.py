@@ -6,6 +6,9 @@ structure (neighbour counts within 1.3 and 1.8 σ, and the type), so a graph
 network can learn it in a few steps and a correlation is meaningful.
 """
 
+import os
+from typing import Any, NamedTuple
+
 import numpy as np
 
 from glassy_dynamics_tf import periodic
@@ -50,3 +53,27 @@ def make_record(seed: int, n_particles: int = 128,
 def make_records(n: int, seed: int = 0, **kwargs):
   """n records with seeds seed, seed + 1, ..."""
   return [make_record(seed + i, **kwargs) for i in range(n)]
+
+
+class ExportedModel(NamedTuple):
+  """A network with random weights exported as a SavedModel."""
+  path: str             # the SavedModel directory
+  model: Any            # the tf_keras model behind it
+  metadata: Any         # input_pipeline.DatasetMetadata of `records`
+  records: list         # the synthetic records the metadata comes from
+
+
+def export_random_model(config, directory: str, n_records: int = 2,
+                        n_particles: int = 120) -> ExportedModel:
+  """Builds `config`'s network with random weights on the metadata of
+  `n_records` synthetic records and exports it to DIRECTORY/saved_model."""
+  # pylint: disable=g-import-not-at-top  (TensorFlow only where needed)
+  from glassy_dynamics_tf import input_pipeline
+  from glassy_dynamics_tf import training
+  records = make_records(n_records, n_particles=n_particles)
+  metadata = input_pipeline.compute_metadata(
+      {"train": input_pipeline.records_dataset(records)}, config)
+  model = training.create_model(config, metadata)
+  path = os.path.join(directory, "saved_model")
+  training.export_saved_model(model, config, metadata, path)
+  return ExportedModel(path, model, metadata, records)

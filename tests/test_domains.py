@@ -16,12 +16,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from glassy_dynamics_tf import input_pipeline
+from glassy_dynamics_tf import domains
 from glassy_dynamics_tf import io as io_lib
 from glassy_dynamics_tf import periodic
-from glassy_dynamics_tf import domains
 from glassy_dynamics_tf import prediction
-from glassy_dynamics_tf import training
 from glassy_dynamics_tf.configs import demo
 from glassy_dynamics_tf.io import record as record_lib
 
@@ -206,14 +204,8 @@ def _demo_model(tmp_path_factory):
   """The demo config's network (4 recurrences, latent 32) with random
   weights, exported as a SavedModel."""
   tf.random.set_seed(0)
-  config = demo.get_config()
-  records = synthetic_records.make_records(2, n_particles=120)
-  metadata = input_pipeline.compute_metadata(
-      {"train": input_pipeline.records_dataset(records)}, config)
-  model = training.create_model(config, metadata)
-  path = str(tmp_path_factory.mktemp("export") / "saved_model")
-  training.export_saved_model(model, config, metadata, path)
-  return path
+  return synthetic_records.export_random_model(
+      demo.get_config(), str(tmp_path_factory.mktemp("export"))).path
 
 
 # 50 x 40 x 4.5 σ at ρ = 0.44: the demo network's halo (8.01 σ) allows

@@ -30,13 +30,10 @@ PICKLE = os.path.join(FIXTURES, "test_small.pickle")
 def _trained(tmp_path_factory):
   """A smoke-sized model with random weights, its config and metadata."""
   config = smoke.get_config()
-  records = synthetic_records.make_records(2, n_particles=120)
-  metadata = input_pipeline.compute_metadata(
-      {"train": input_pipeline.records_dataset(records)}, config)
-  model = training.create_model(config, metadata)
-  path = str(tmp_path_factory.mktemp("export") / "saved_model")
-  training.export_saved_model(model, config, metadata, path)
-  return config, metadata, model, records, path
+  exported = synthetic_records.export_random_model(
+      config, str(tmp_path_factory.mktemp("export")))
+  return (config, exported.metadata, exported.model, exported.records,
+          exported.path)
 
 
 def test_round_trip_gives_identical_predictions(trained):

@@ -11,9 +11,7 @@ import sys
 import pytest
 import tensorflow as tf
 
-from glassy_dynamics_tf import input_pipeline
 from glassy_dynamics_tf import model as model_lib
-from glassy_dynamics_tf import training
 from glassy_dynamics_tf.configs import smoke
 
 TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -48,11 +46,7 @@ def _exported(tmp_path_factory):
     (saved_model_dir, keras model, metadata) with standardised targets, so
     the SavedModel's outputs differ from the network's raw outputs.
   """
-  config = smoke.get_config()
-  records = synthetic_records.make_records(2, n_particles=150)
-  metadata = input_pipeline.compute_metadata(
-      {"train": input_pipeline.records_dataset(records)}, config)
-  model = training.create_model(config, metadata)
-  path = str(tmp_path_factory.mktemp("analysis_model") / "saved_model")
-  training.export_saved_model(model, config, metadata, path)
-  return path, model, metadata
+  exported = synthetic_records.export_random_model(
+      smoke.get_config(), str(tmp_path_factory.mktemp("analysis_model")),
+      n_particles=150)
+  return exported.path, exported.model, exported.metadata
