@@ -197,15 +197,6 @@ def _inputs(n: int, label: str):
   return positions, box
 
 
-def _status_gib(field: str) -> float:
-  """A Vm* line of /proc/self/status, GiB."""
-  with open("/proc/self/status") as f:
-    for line in f:
-      if line.startswith(field + ":"):
-        return int(line.split()[1]) * 1024 / GIB
-  raise KeyError(field)
-
-
 def _timed(call) -> dict:
   """One call: wall-clock and CPU (user, system) seconds, its size."""
   before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
@@ -263,14 +254,14 @@ def _measure(args, method: str, n: int, label: str) -> dict:
   else:
     raise ValueError(method)
 
-  baseline = _status_gib("VmRSS")
+  baseline = machine.status_gib("VmRSS")
   first = _timed(call)
   calls = []
   while len(calls) < args.calls and (
       not calls or sum(c["wall_s"] for c in calls) < args.time_budget_s):
     calls.append(_timed(call))
   return {"first": first, "calls": calls, "baseline_rss_gib": baseline,
-          "peak_rss_gib": _status_gib("VmHWM"),
+          "peak_rss_gib": machine.status_gib("VmHWM"),
           "load_average": os.getloadavg()}
 
 

@@ -129,15 +129,6 @@ def configuration(n: int, seed: int = 0):
 # -------------------------------------------------------- subprocesses ---
 
 
-def _status_gib(field: str) -> float:
-  """A Vm* line of /proc/self/status, GiB."""
-  with open("/proc/self/status") as f:
-    for line in f:
-      if line.startswith(field + ":"):
-        return int(line.split()[1]) * 1024 / GIB
-  raise KeyError(field)
-
-
 def _export(path: str, config_name: str) -> dict:
   """A config's network with random weights, as a SavedModel."""
   # pylint: disable=g-import-not-at-top
@@ -234,7 +225,7 @@ def _measure(method: str, n: int, saved_model: str) -> dict:
     raise ValueError(method)
 
   load_before = os.getloadavg()
-  baseline = _status_gib("VmRSS")
+  baseline = machine.status_gib("VmRSS")
   start = time.perf_counter()
   call()
   first = time.perf_counter() - start
@@ -246,7 +237,7 @@ def _measure(method: str, n: int, saved_model: str) -> dict:
   return dict(extra, first_s=first,
               time_s=statistics.median(times) if times else first,
               times_s=times, baseline_rss_gib=baseline,
-              peak_rss_gib=_status_gib("VmHWM"),
+              peak_rss_gib=machine.status_gib("VmHWM"),
               load_average_before=load_before,
               load_average_after=os.getloadavg())
 

@@ -92,3 +92,12 @@ def run_child(script: str, args: Sequence[str], root: str,
                   result=result,
                   stderr_lines=[l for l in stderr.splitlines() if l.strip()],
                   peak_rss_gib=usage.ru_maxrss * 1024 / GIB)  # KiB on Linux
+
+
+def status_gib(field: str) -> float:
+  """A Vm* line of this process' /proc/self/status (e.g. VmHWM, VmRSS), GiB."""
+  with open("/proc/self/status") as f:
+    for line in f:
+      if line.startswith(field + ":"):
+        return int(line.split()[1]) * 1024 / GIB
+  raise KeyError(field)

@@ -281,18 +281,25 @@ def test_lattice_at_the_cutoff(cutoff, neighbours):
         np.sort(np.abs(graph.edge_vectors), axis=1)[:, :2], 0.0)
 
 
+def huge_box_pairs(n_pairs: int, seed: int):
+  """n_pairs pairs 2.0 σ minus up to 1e-3 σ apart, far from the origin of a
+  3·10⁴ × 9 × 9 σ box: positions [2 n_pairs, 3], box [3]."""
+  box = np.array([3.0e4, 9.0, 9.0])
+  rng = np.random.default_rng(seed)
+  first = np.stack([rng.uniform(1e4, 3e4, n_pairs),
+                    rng.uniform(0, 9, n_pairs),
+                    rng.uniform(0, 9, n_pairs)], -1)
+  direction = rng.normal(size=(n_pairs, 3))
+  direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+  second = first + direction * (2.0 - rng.uniform(0, 1e-3, (n_pairs, 1)))
+  return np.concatenate([first, second]), box
+
+
 def test_huge_box_pairs_just_inside_the_cutoff():
   # A 3·10⁴ σ box: absolute float32 coordinates there are only good to
   # ~1e-3 σ, so pairs within 1e-3 σ of the cut-off must still be found
   # (build_graph's float32 distances use coordinates within a cell).
-  box = np.array([3.0e4, 9.0, 9.0])
-  rng = np.random.default_rng(13)
-  first = np.stack([rng.uniform(1e4, 3e4, 150), rng.uniform(0, 9, 150),
-                    rng.uniform(0, 9, 150)], -1)
-  direction = rng.normal(size=(150, 3))
-  direction /= np.linalg.norm(direction, axis=1, keepdims=True)
-  second = first + direction * (2.0 - rng.uniform(0, 1e-3, (150, 1)))
-  positions = np.concatenate([first, second])
+  positions, box = huge_box_pairs(150, seed=13)
   graph = graphs.build_graph(positions, box, self_loops=False)
   reference = exact_reference(positions, box, self_loops=False)
   assert_identical(graph, reference)
@@ -420,14 +427,7 @@ def test_tf_builder_huge_box_equals_numpy():
   # As test_huge_box_pairs_just_inside_the_cutoff: the float32
   # pre-selection's margin grows with the box, so that no pair within
   # float32 rounding of the cut-off is lost.
-  box = np.array([3.0e4, 9.0, 9.0])
-  rng = np.random.default_rng(17)
-  first = np.stack([rng.uniform(1e4, 3e4, 100), rng.uniform(0, 9, 100),
-                    rng.uniform(0, 9, 100)], -1)
-  direction = rng.normal(size=(100, 3))
-  direction /= np.linalg.norm(direction, axis=1, keepdims=True)
-  second = first + direction * (2.0 - rng.uniform(0, 1e-3, (100, 1)))
-  positions = np.concatenate([first, second])
+  positions, box = huge_box_pairs(100, seed=17)
   reference = graphs.build_graph(positions, box)
   assert reference.n_edges >= 400
   assert_identical(graphs.build_graph_tf(positions, box), reference)
