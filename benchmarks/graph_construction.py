@@ -72,7 +72,6 @@ CUTOFF = inference_scaling.CUTOFF  # 2.0 σ_AA, the paper's graph cut-off
 METHODS = ("build_graph", "cell_list_reference", "ckdtree_search",
            "build_graph_tf")
 DEFAULT_METHODS = METHODS[:3]
-GIB = 1024**3
 
 
 def _parse_args(argv=None) -> argparse.Namespace:
@@ -266,7 +265,7 @@ def _measure(args, method: str, n: int, label: str) -> dict:
 
 
 def _child_main(args):
-  cap = int(args.memory_cap_gib * GIB)
+  cap = int(args.memory_cap_gib * machine.GIB)
   resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
   try:
     result = _measure(args, args.measure, args.n_particles, args.label)

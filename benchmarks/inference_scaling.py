@@ -66,7 +66,6 @@ DENSITY = 1.2      # σ⁻³, Kob & Andersen (1995)
 CUTOFF = 2.0       # σ_AA, the paper's graph cut-off (Methods)
 JITTER = 0.3       # lattice spacings, uniform per axis
 METHODS = ("predict", "predict_domains", "exactness", "predict_paper")
-GIB = 1024**3
 
 _SIZES = flags.DEFINE_list(
     "sizes", ["4096", "32768", "110592", "262144", "1000000"],
@@ -243,7 +242,7 @@ def _measure(method: str, n: int, saved_model: str) -> dict:
 
 
 def _child_main():
-  cap = int(_CAP.value * GIB)
+  cap = int(_CAP.value * machine.GIB)
   resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
   try:
     if _MEASURE.value == "export":

@@ -94,9 +94,14 @@ def run_child(script: str, args: Sequence[str], root: str,
                   peak_rss_gib=usage.ru_maxrss * 1024 / GIB)  # KiB on Linux
 
 
-def status_gib(field: str) -> float:
-  """A Vm* line of this process' /proc/self/status (e.g. VmHWM, VmRSS), GiB."""
-  with open("/proc/self/status") as f:
+def status_gib(field: str, pid: int = 0) -> float:
+  """A Vm* line (e.g. VmHWM, VmRSS) of /proc/PID/status (0 = this
+  process), GiB.
+
+  Raises:
+    FileNotFoundError: no process PID; KeyError: no such line.
+  """
+  with open(f"/proc/{pid or 'self'}/status") as f:
     for line in f:
       if line.startswith(field + ":"):
         return int(line.split()[1]) * 1024 / GIB

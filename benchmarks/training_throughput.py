@@ -67,7 +67,6 @@ timing, only the edge count does. The records are generated once and
 cached in --records_cache.
 """
 
-import importlib.metadata
 import json
 import os
 import shutil
@@ -85,7 +84,6 @@ import numpy as np
 import machine  # benchmarks/machine.py  # pylint: disable=g-bad-import-order
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-GIB = 1024**3
 CUTOFF = 2.0  # σ_AA, the paper's graph cut-off (Methods).
 # (latent_size, num_recurrences): configs/default.py and configs/demo.py.
 MODELS = {"paper": (64, 7), "demo": (32, 4)}
@@ -133,25 +131,12 @@ _STRATEGY = flags.DEFINE_enum("strategy", "default", ["default", "mirrored"],
 _RESULT = flags.DEFINE_string("result", "", "Internal: JSON result file.")
 
 
-def _rss_gib(pid: int = 0) -> float:
-  """VmRSS of a process (0 = this one), GiB; 0 if it is gone."""
+def _rss_gib(pid: int) -> float:
+  """VmRSS of a running child process, GiB; 0 if it is gone."""
   try:
-    with open(f"/proc/{pid or 'self'}/status") as f:
-      for line in f:
-        if line.startswith("VmRSS:"):
-          return int(line.split()[1]) * 1024 / GIB
-  except (FileNotFoundError, ProcessLookupError):
-    pass
-  return 0.0
-
-
-def _peak_rss_gib() -> float:
-  """VmHWM (resident-set high-water mark) of this process, GiB."""
-  with open("/proc/self/status") as f:
-    for line in f:
-      if line.startswith("VmHWM:"):
-        return int(line.split()[1]) * 1024 / GIB
-  return 0.0
+    return machine.status_gib("VmRSS", pid)
+  except (FileNotFoundError, ProcessLookupError, KeyError):
+    return 0.0  # exited (a zombie has no VmRSS line)
 
 
 # ------------------------------------------------------------- records ---
@@ -785,7 +770,7 @@ def worker() -> None:
   run = {"ours": run_ours, "paired": run_paired,
          "profile": run_profile}[_VARIANT.value]
   result = run(records, n_edges)
-  result["peak_rss_gib"] = _peak_rss_gib()
+  result["peak_rss_gib"] = machine.status_gib("VmHWM")
   result["mean_edges_per_config"] = statistics.fmean(n_edges)
   with open(_RESULT.value, "w") as f:
     json.dump(result, f)
