@@ -108,6 +108,40 @@ def test_validate_rejects_unwrapped_positions_built_by_hand():
     bad.validate("by hand")
 
 
+def _halves(n=5, t=2):
+  rng = np.random.default_rng(1)
+  return rng.uniform(0, 1, size=(2, t, n))
+
+
+def test_propensity_halves_are_optional_and_validated():
+  assert _record().propensity_halves is None
+  assert "propensity_halves" not in _record().as_dict()
+  record = _record(propensity_halves=_halves())
+  assert record.propensity_halves.dtype == np.float32
+  assert record.propensity_halves.shape == (2, 2, 5)
+  # Unknown halves equal only unknown halves.
+  assert not record.equals(_record())
+  assert not _record().equals(record)
+  assert record.equals(_record(propensity_halves=_halves()))
+
+
+@pytest.mark.parametrize(
+    "halves, message",
+    [
+        (np.ones((2, 5)), "'propensity_halves' must have shape [2, 2, 5]"),
+        (np.ones((3, 2, 5)), "'propensity_halves' must have shape [2, 2, 5]"),
+        (np.ones((2, 2, 4)), "'propensity_halves' must have shape [2, 2, 5]"),
+        (-np.ones((2, 2, 5)), "'propensity_halves' must be non-negative"),
+        (np.full((2, 2, 5), np.nan), "'propensity_halves' holds 20 "
+         "non-finite"),
+        (np.full((2, 2, 5), "x"), "'propensity_halves' must be numeric"),
+    ])
+def test_propensity_halves_errors_name_the_field(halves, message):
+  with pytest.raises(gio.RecordError) as info:
+    _record(propensity_halves=halves)
+  assert message in str(info.value)
+
+
 # ---------------------------------------------------------------------- npz
 
 
@@ -121,6 +155,23 @@ def test_npz_round_trip_is_bit_identical(tmp_path):
   assert gio.load_configuration(path).equals(record)
   # No temporary files are left behind.
   assert sorted(os.listdir(tmp_path / "sub")) == ["configuration_00000.npz"]
+
+
+def test_npz_round_trip_keeps_the_halves(tmp_path):
+  record = _record(propensity_halves=_halves())
+  path = str(tmp_path / "configuration_00000.npz")
+  gio.save_npz(record, path)
+  back, extras = gio.load_npz(path, with_extras=True)
+  assert back.equals(record) and extras == {}
+  assert back.propensity_halves.tobytes() == record.propensity_halves.tobytes()
+
+
+def test_npz_without_halves_reads_back_as_unknown(tmp_path):
+  # A file written before the field existed: the record fields only.
+  path = str(tmp_path / "old.npz")
+  np.savez(path, format_version=np.int32(1), **_record().as_dict())
+  back = gio.load_npz(path)
+  assert back.propensity_halves is None and back.equals(_record())
 
 
 def test_npz_is_not_pickled(tmp_path):

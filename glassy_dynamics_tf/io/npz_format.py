@@ -3,7 +3,11 @@
 Written with `allow_pickle=False` semantics (only numeric arrays, no Python
 objects), atomically: the bytes go to a temporary file in the same directory,
 which is renamed over the final name only once complete, so a killed writer
-never leaves a half-written file under a real name. Files are read through
+never leaves a half-written file under a real name. Optional record fields
+(`record.OPTIONAL_ARRAY_FIELDS`, e.g. `propensity_halves`) are stored only when
+known, and a file without one reads back as None, so files written before a
+field existed stay readable (and older readers see it as an extra array, which
+they ignore: the format version stays 1). Files are read through
 local paths here; callers holding `tf.io.gfile` bytes (cloud buckets) use
 `load_npz_bytes`.
 """
@@ -129,6 +133,8 @@ def load_npz_bytes(payload: bytes, source: str = "<bytes>",
   if missing:
     raise record_lib.RecordError(f"{source}: missing field(s) {missing}")
   fields = {k: arrays.pop(k) for k in record_lib.ARRAY_FIELDS}
+  for key in record_lib.OPTIONAL_ARRAY_FIELDS:
+    fields[key] = arrays.pop(key, None)  # absent: unknown
   for key, kind in record_lib.SCALAR_FIELDS.items():
     value = arrays.pop(key)
     if value.shape != ():

@@ -20,6 +20,17 @@ Fields:
   density:     float, particles per σ_AA³ (derived from n_particles and box
                when the source does not say).
   n_runs:      int, isoconfigurational runs averaged (0 if unknown).
+  propensity_halves:
+               optional [2, n_timescales, n_particles] float32, σ_AA units:
+               the propensity of two disjoint halves of the ensemble, [0]
+               the mean over the even-indexed runs (0, 2, 4, ...) and [1]
+               over the odd-indexed ones (1, 3, ...), in run-seed order.
+               Their agreement measures the isoconfigurational noise, so the
+               noise ceiling of any predictor (evaluation.py). None when
+               unknown (the published data, files simulated before it was
+               kept, ensembles of one run). With an even n_runs,
+               propensity = (halves[0] + halves[1]) / 2 up to float32
+               rounding; with an odd one the even half has one run more.
 """
 
 import dataclasses
@@ -56,6 +67,7 @@ class ConfigurationRecord:
   pressure: float = math.nan
   density: float = math.nan
   n_runs: int = 0
+  propensity_halves: Optional[np.ndarray] = None
 
   @property
   def n_particles(self) -> int:
@@ -78,12 +90,14 @@ class ConfigurationRecord:
              pressure: float = math.nan,
              density: Optional[float] = None,
              n_runs: int = 0,
+             propensity_halves=None,
              source: str = "<record>") -> "ConfigurationRecord":
     """Builds a validated record, converting dtypes and wrapping positions.
 
     Accepts unwrapped positions (they are wrapped into [0, box)) and any
     float/int dtypes; everything else must already have the right shape.
-    `source` names the file or function the data came from, for errors.
+    `propensity_halves` may be None (unknown). `source` names the file or
+    function the data came from, for errors.
 
     Raises:
       RecordError: naming `source`, the field, what was expected and found.
@@ -116,7 +130,9 @@ class ConfigurationRecord:
         temperature=float(temperature),
         pressure=float(pressure),
         density=float(density),
-        n_runs=int(n_runs))
+        n_runs=int(n_runs),
+        propensity_halves=(None if propensity_halves is None else _as_array(
+            propensity_halves, np.float32, "propensity_halves", source)))
     record.validate(source)
     return record
 
@@ -135,6 +151,9 @@ class ConfigurationRecord:
         "isf_levels": (np.float32, (self.times.shape[0],)),
         "propensity": (np.float32, (self.times.shape[0], n)),
     }
+    if self.propensity_halves is not None:
+      expected["propensity_halves"] = (np.float32,
+                                       (2, self.times.shape[0], n))
     for name, (dtype, shape) in expected.items():
       value = getattr(self, name)
       if not isinstance(value, np.ndarray) or value.dtype != dtype:
@@ -145,8 +164,10 @@ class ConfigurationRecord:
       _check_shape(value, shape, name, source)
     if n == 0:
       raise RecordError(f"{source}: field 'positions' holds no particles")
-    for name in ("positions", "box", "times", "propensity"):
-      _check_finite(getattr(self, name), name, source)
+    for name in ("positions", "box", "times", "propensity",
+                 "propensity_halves"):
+      if getattr(self, name) is not None:
+        _check_finite(getattr(self, name), name, source)
     if not np.all(self.box > 0):
       raise RecordError(
           f"{source}: field 'box' must be positive, found {self.box}")
@@ -168,10 +189,12 @@ class ConfigurationRecord:
       raise RecordError(
           f"{source}: field 'isf_levels' must lie in (0, 1) or be NaN, "
           f"found {self.isf_levels}")
-    if np.any(self.propensity < 0):
-      raise RecordError(
-          f"{source}: field 'propensity' must be non-negative (it is a mean "
-          "distance)")
+    for name in ("propensity", "propensity_halves"):
+      value = getattr(self, name)
+      if value is not None and np.any(value < 0):
+        raise RecordError(
+            f"{source}: field '{name}' must be non-negative (it is a mean "
+            "distance)")
     if not (math.isfinite(self.temperature) and self.temperature > 0):
       raise RecordError(
           f"{source}: field 'temperature' must be finite and > 0, found "
@@ -185,15 +208,22 @@ class ConfigurationRecord:
           f"{source}: field 'n_runs' must be >= 0, found {self.n_runs}")
 
   def as_dict(self) -> dict:
-    """Field name -> numpy array (scalars as 0-d arrays), for serialisers."""
+    """Field name -> numpy array (scalars as 0-d arrays), for serialisers.
+
+    Optional fields that are None (unknown) are left out.
+    """
     return {
         field.name: np.asarray(getattr(self, field.name))
         for field in dataclasses.fields(self)
+        if getattr(self, field.name) is not None
     }
 
   def equals(self, other: "ConfigurationRecord") -> bool:
-    """Bit-for-bit equality of every field (NaN equal to NaN)."""
+    """Bit-for-bit equality of every field (NaN equal to NaN); an unknown
+    optional field equals only an unknown one."""
     mine, theirs = self.as_dict(), other.as_dict()
+    if sorted(mine) != sorted(theirs):
+      return False
     return all(
         mine[k].dtype == theirs[k].dtype and mine[k].shape == theirs[k].shape
         and np.array_equal(mine[k], theirs[k], equal_nan=mine[k].dtype.kind ==
@@ -208,6 +238,9 @@ SCALAR_FIELDS = {
 }
 ARRAY_FIELDS = ("positions", "types", "box", "times", "isf_levels",
                 "propensity")
+# Array fields that may be None (unknown); serialisers store them only when
+# known and read their absence back as None.
+OPTIONAL_ARRAY_FIELDS = ("propensity_halves",)
 
 
 def _as_array(value, dtype, name: str, source: str) -> np.ndarray:

@@ -748,6 +748,10 @@ def _finalise(c: _Configuration, spec: SimulationSpec,
     timescales also reference_time_grid [G'] float64 (τ),
     reference_isf [G'] float64 and reference_isf_origins [G'] int64: the
     equilibrium ISF the times came from and its origins per lag.
+
+  The record keeps `propensity_halves` [2, T, n] float32: the propensity of
+  the even-indexed runs (0, 2, ...) and of the odd-indexed ones (1, 3, ...),
+  for the split-half noise ceiling of evaluation.py; None with one run.
   """
   runs = [_load_run(c.run_path(r))[0] for r in range(spec.n_runs)]
   n_common = propensity_lib.common_prefix(runs)
@@ -795,6 +799,13 @@ def _finalise(c: _Configuration, spec: SimulationSpec,
                                       isf_runs[:, :n_store],
                                       isf_mean[:n_store])
     own = list(timescales.crossing_times)
+  # Two disjoint half-ensembles (even and odd run indices): their agreement
+  # is the split-half reliability behind the noise ceiling (evaluation.py).
+  halves = None
+  if len(runs) >= 2:
+    halves = np.stack([
+        propensity_lib.propensity(runs[parity::2], timescales.grid_indices)
+        for parity in (0, 1)])
   record = record_lib.ConfigurationRecord.create(
       positions=c.positions, types=c.types, box=c.box,
       times=timescales.times,
@@ -803,6 +814,7 @@ def _finalise(c: _Configuration, spec: SimulationSpec,
       temperature=spec.temperature,
       pressure=spec.pressure,
       n_runs=spec.n_runs,
+      propensity_halves=halves,
       source=c.out_path)
   npz_format.save_npz(record, c.out_path, extra_arrays=dict({
       "run_seeds": c.seeds,
