@@ -26,13 +26,17 @@ Baselines (name: source):
     (Extended Data Fig. 10 sweeps r). The radius used for a timescale is the
     one with the best train-set correlation; the whole sweep is available
     through `predict_sweep` for the Extended-Data-Fig.-10 curve.
-  local_structure: radial and angular symmetry functions ("softness"
-    features; Behler & Parrinello, PRL 98, 146401 (2007); Cubuk et al.,
-    PRL 114, 108001 (2015); Schoenholz et al., Nat. Phys. 12, 469 (2016))
-    with a ridge regressor per timescale, fitted on the train split. The
-    original work classifies rearranging particles with an SVM; regressing
-    propensity is the analogue the paper compares with.
-
+  symmetry_ridge: radial and angular symmetry functions (Behler &
+    Parrinello, PRL 98, 146401 (2007); the "softness" features of Cubuk et
+    al., PRL 114, 108001 (2015) and Schoenholz et al., Nat. Phys. 12, 469
+    (2016)) with a ridge regressor per timescale, fitted on the train split:
+    those works' features, regressed on propensity. Called
+    `local_structure` before; that name is still accepted (deprecated).
+  softness: the same features, standardised, with a linear SVM per timescale
+    (Cubuk et al. 2015; Schoenholz et al. 2016) trained to tell the most
+    mobile type-A particles of each train configuration from the least
+    mobile; the softness of a particle is its signed distance to the
+    hyperplane (`SoftnessBaseline` documents the classes and the choice of C).
   soft_modes: participation of each particle in the lowest-frequency
     harmonic modes of its inherent structure (Widmer-Cooper et al., Nat.
     Phys. 4, 711 (2008)); LAMMPS FIRE minimisation and a sparse Hessian, in
@@ -45,11 +49,15 @@ metrics are (Methods).
 
 import abc
 import dataclasses
-from typing import Callable, Dict, Sequence
+import warnings
+from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
+from absl import logging
+from sklearn import exceptions as sk_exceptions
 from sklearn import linear_model
 from sklearn import preprocessing
+from sklearn import svm
 
 from glassy_dynamics_tf import metrics
 from glassy_dynamics_tf import periodic
@@ -221,6 +229,37 @@ def _angular_functions(pairs: periodic.Pairs, n: int,
   return out
 
 
+class SymmetryFunctionCache:
+  """Symmetry functions of records, each computed once per parameter set.
+
+  The `symmetry_ridge` and `softness` baselines use the same features; an
+  evaluation that runs both shares one cache (make_baseline's
+  `feature_cache`) so that each configuration's features are computed once
+  (about a second per N = 1000 configuration). Entries hold a reference to
+  their record, so a key (the record's id) is never reused while cached;
+  drop the cache to free the memory ([n, n_features] float64 per record).
+  """
+
+  def __init__(self):
+    self._entries = {}
+
+  def __call__(self, record,
+               params: SymmetryFunctionParameters) -> np.ndarray:
+    """[n_particles, params.n_features] float64 (read-only)."""
+    key = (id(record), params)
+    entry = self._entries.get(key)
+    if entry is None or entry[0] is not record:
+      features = symmetry_functions(record.positions, record.types,
+                                    record.box, params)
+      features.setflags(write=False)
+      entry = (record, features)
+      self._entries[key] = entry
+    return entry[1]
+
+  def __len__(self) -> int:
+    return len(self._entries)
+
+
 # ---------------------------------------------------------------------------
 # The fit/predict interface.
 
@@ -383,20 +422,36 @@ class NeighbourCountBaseline(Baseline):
     return out
 
 
-class LocalStructureBaseline(_RegressionBaseline):
-  """Ridge regression on radial + angular symmetry functions (softness)."""
-  name = "local_structure"
+class _SymmetryFeatures:
+  """Mixin: the symmetry functions of a record, through an optional cache."""
+
+  params: SymmetryFunctionParameters
+  feature_cache: Optional[SymmetryFunctionCache]
+
+  def features(self, record) -> np.ndarray:
+    """[n_particles, params.n_features] float64."""
+    if self.feature_cache is not None:
+      return self.feature_cache(record, self.params)
+    return symmetry_functions(record.positions, record.types, record.box,
+                              self.params)
+
+  def _describe_params(self) -> dict:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in
+            dataclasses.asdict(self.params).items()}
+
+
+class SymmetryRidgeBaseline(_SymmetryFeatures, _RegressionBaseline):
+  """Ridge regression on radial + angular symmetry functions."""
+  name = "symmetry_ridge"
 
   def __init__(self, params: SymmetryFunctionParameters =
                SymmetryFunctionParameters(),
-               alphas: Sequence[float] = tuple(np.logspace(-2, 4, 7))):
+               alphas: Sequence[float] = tuple(np.logspace(-2, 4, 7)),
+               feature_cache: Optional[SymmetryFunctionCache] = None):
     super().__init__()
     self.params = params
     self.alphas = tuple(float(a) for a in alphas)
-
-  def features(self, record) -> np.ndarray:
-    return symmetry_functions(record.positions, record.types, record.box,
-                              self.params)
+    self.feature_cache = feature_cache
 
   def _make_regressor(self):
     # Regularisation strength chosen per timescale by efficient leave-one-out
@@ -404,12 +459,232 @@ class LocalStructureBaseline(_RegressionBaseline):
     return linear_model.RidgeCV(alphas=self.alphas, alpha_per_target=True)
 
   def describe(self) -> dict:
-    out = {**super().describe(),
-           "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in
-                      dataclasses.asdict(self.params).items()}}
+    out = {**super().describe(), "params": self._describe_params()}
     if self._models is not None:
       out["alpha_per_timescale"] = np.atleast_1d(
           self._models[1].alpha_).tolist()
+    return out
+
+
+class SoftnessBaseline(_SymmetryFeatures, Baseline):
+  """Softness: linear-SVM distance on symmetry functions (Cubuk 2015)."""
+  name = "softness"
+  needs_fit = True
+
+  def __init__(self, params: SymmetryFunctionParameters =
+               SymmetryFunctionParameters(),
+               top_fraction: float = metrics.DEFAULT_TOP_FRACTION,
+               bottom_fraction: float = 0.5,
+               c_grid: Sequence[float] = (1e-3, 1e-2, 1e-1, 1.0, 10.0),
+               validation_fraction: float = 0.2,
+               max_iter: int = 10_000,
+               feature_cache: Optional[SymmetryFunctionCache] = None):
+    """Builds an unfitted softness baseline.
+
+    Classes, per train configuration and timescale, over its type-A
+    particles ranked by propensity (`metrics.top_mask`):
+      rearranging (1):     the top `top_fraction` (10 %: the mobile class
+                           the metrics score);
+      non-rearranging (0): the bottom `bottom_fraction` (50 %);
+      left out:            the middle (40 %).
+    Cubuk et al. and Schoenholz et al. label a particle rearranging when its
+    hop indicator p_hop exceeds a threshold within a time window, and
+    non-rearranging when it has not for a long time, and leave the rest
+    out. With only an isoconfigurational propensity, the analogue is its top
+    against its bottom within each configuration; the gap between them
+    keeps particles whose class the finite ensemble barely decides (the
+    propensity of neighbouring ranks differs by much less than its noise
+    near the threshold) out of the hinge loss. Ranking within each
+    configuration (as the mobile class of the metrics) keeps configurations
+    with a larger mean mobility from dominating either class.
+
+    Args:
+      params: the symmetry functions (as `symmetry_ridge`).
+      top_fraction: size of the rearranging class, in (0, 1).
+      bottom_fraction: size of the non-rearranging class, in (0, 1), with
+        top_fraction + bottom_fraction < 1 (a gap between the classes).
+      c_grid: SVM regularisation values C tried per timescale.
+      validation_fraction: fraction of the train configurations (at least
+        one) held out to choose C; with one train configuration, its odd
+        type-A particles (by index) are held out instead.
+      max_iter: liblinear iterations per fit.
+      feature_cache: a SymmetryFunctionCache shared with other baselines.
+
+    Raises:
+      BaselineError: naming the argument out of range.
+    """
+    if not 0.0 < top_fraction < 1.0:
+      raise BaselineError(f"baseline 'softness': top_fraction must lie in "
+                          f"(0, 1), found {top_fraction}")
+    if not 0.0 < bottom_fraction < 1.0 - top_fraction:
+      raise BaselineError(
+          f"baseline 'softness': bottom_fraction must lie in (0, 1 - "
+          f"top_fraction = {1.0 - top_fraction:g}) so that the classes are "
+          f"disjoint, found {bottom_fraction}")
+    if not c_grid or any(not c > 0 for c in c_grid):
+      raise BaselineError(f"baseline 'softness': c_grid must hold values "
+                          f"> 0, found {list(c_grid)}")
+    if not 0.0 < validation_fraction < 1.0:
+      raise BaselineError(
+          f"baseline 'softness': validation_fraction must lie in (0, 1), "
+          f"found {validation_fraction}")
+    self.params = params
+    self.top_fraction = float(top_fraction)
+    self.bottom_fraction = float(bottom_fraction)
+    self.c_grid = tuple(float(c) for c in c_grid)
+    self.validation_fraction = float(validation_fraction)
+    self.max_iter = int(max_iter)
+    self.feature_cache = feature_cache
+    self._scaler = None
+    self._planes = None     # [n_timescales, n_features] unit normals
+    self._offsets = None    # [n_timescales] offsets of the unit normals
+    self._fit_info = None
+
+  def _labelled(self, records, scaled):
+    """Per record: (features of labelled A particles, labels) per timescale.
+
+    Returns:
+      list over records of list over timescales of (x [m, f], y [m] int,
+      index [m] into the record's type-A particles).
+    """
+    out = []
+    for record, x in zip(records, scaled):
+      is_a = np.asarray(record.types) == TYPE_A
+      per_t = []
+      for j in range(_n_timescales(record)):
+        y = np.asarray(record.propensity, np.float64)[j, is_a]
+        top = metrics.top_mask(y, self.top_fraction)
+        bottom = metrics.top_mask(-y, self.bottom_fraction) & ~top
+        keep = np.flatnonzero(top | bottom)
+        per_t.append((x[keep], top[keep].astype(np.int64), keep))
+      out.append(per_t)
+    return out
+
+  def _fit_svm(self, x, y, c):
+    model = svm.LinearSVC(C=c, class_weight="balanced", dual=False,
+                          max_iter=self.max_iter, random_state=0)
+    with warnings.catch_warnings(record=True) as caught:
+      warnings.simplefilter("always", sk_exceptions.ConvergenceWarning)
+      model.fit(x, y)
+    converged = not any(issubclass(w.category,
+                                   sk_exceptions.ConvergenceWarning)
+                        for w in caught)
+    return model, converged
+
+  def fit(self, records: Sequence) -> "Baseline":
+    # The features are used twice (scaler, then classes): compute them once
+    # (`records` keeps every record, so its id stays unique meanwhile).
+    memo = {}
+
+    def features(record):
+      if id(record) not in memo:
+        memo[id(record)] = np.asarray(self.features(record), np.float64)
+      return memo[id(record)]
+
+    x_all, _ = _training_arrays(records, features, self.name)
+    self._scaler = preprocessing.StandardScaler().fit(x_all)
+    n_timescales = _n_timescales(records[0])
+    scaled = []
+    for record in records:
+      is_a = np.asarray(record.types) == TYPE_A
+      scaled.append(self._scaler.transform(features(record)[is_a]))
+    labelled = self._labelled(records, scaled)
+    k = len(records)
+    planes, offsets, info = [], [], []
+    for j in range(n_timescales):
+      if k >= 2:
+        n_held = max(1, int(round(self.validation_fraction * k)))
+        n_held = min(n_held, k - 1)
+        fit_part = [labelled[i][j] for i in range(k - n_held)]
+        held_part = [labelled[i][j] for i in range(k - n_held, k)]
+        held_out = f"the last {n_held} of {k} train configurations"
+      else:
+        x, y, index = labelled[0][j]
+        odd = index % 2 == 1
+        fit_part = [(x[~odd], y[~odd], index[~odd])]
+        held_part = [(x[odd], y[odd], index[odd])]
+        held_out = "the odd type-A particles of the one train configuration"
+      x_fit = np.concatenate([p[0] for p in fit_part])
+      y_fit = np.concatenate([p[1] for p in fit_part])
+      x_held = np.concatenate([p[0] for p in held_part])
+      y_held = np.concatenate([p[1] for p in held_part])
+      for name, labels in (("fitting", y_fit), ("held-out", y_held)):
+        if labels.min() == labels.max():
+          raise BaselineError(
+              f"baseline 'softness': the {name} part of the train split "
+              f"has one class only at timescale {j} (too few type-A "
+              "particles?)")
+      held_auc = []
+      for c in self.c_grid:
+        model, _ = self._fit_svm(x_fit, y_fit, c)
+        held_auc.append(metrics.roc_auc(y_held == 1,
+                                        model.decision_function(x_held)))
+      # The largest held-out ROC-AUC; ties go to the smaller C (the
+      # stronger regularisation).
+      best = int(np.argmax(np.nan_to_num(held_auc, nan=-1.0)))
+      x_train = np.concatenate([labelled[i][j][0] for i in range(k)])
+      y_train = np.concatenate([labelled[i][j][1] for i in range(k)])
+      model, converged = self._fit_svm(x_train, y_train, self.c_grid[best])
+      if not converged:
+        logging.warning("baseline 'softness': the SVM (C = %g) did not "
+                        "converge in %d iterations at timescale %d",
+                        self.c_grid[best], self.max_iter, j)
+      w = model.coef_.reshape(-1)
+      norm = float(np.linalg.norm(w))
+      if not norm > 0:
+        raise BaselineError(
+            f"baseline 'softness': the SVM at timescale {j} found no "
+            "direction (all weights 0); are the features constant?")
+      planes.append(w / norm)
+      offsets.append(float(model.intercept_[0]) / norm)
+      info.append({
+          "C": self.c_grid[best],
+          "held_out_roc_auc_per_C": held_auc,
+          "train_accuracy": float(model.score(x_train, y_train)),
+          "n_rearranging": int(y_train.sum()),
+          "n_non_rearranging": int(y_train.size - y_train.sum()),
+          "converged": converged,
+          "held_out": held_out,
+      })
+    self._planes = np.stack(planes)
+    self._offsets = np.asarray(offsets)
+    self._fit_info = info
+    return self
+
+  def predict(self, record) -> np.ndarray:
+    """Softness of every particle: [n_particles, n_timescales] float64.
+
+    The signed distance to the SVM's hyperplane, (w·x + b) / |w|, in the
+    standardised feature space (the scaler of the type-A train features);
+    positive on the rearranging side. B particles get a value too (the
+    metrics use type A only).
+    """
+    if self._planes is None:
+      raise BaselineError(f"baseline '{self.name}' must be fitted before "
+                          "predict (call fit(train_records))")
+    if _n_timescales(record) != self._planes.shape[0]:
+      raise BaselineError(
+          f"baseline '{self.name}' was fitted on {self._planes.shape[0]} "
+          f"timescales, the record has {_n_timescales(record)}")
+    x = self._scaler.transform(np.asarray(self.features(record), np.float64))
+    return x @ self._planes.T + self._offsets[None, :]
+
+  def describe(self) -> dict:
+    out = {**super().describe(),
+           "params": self._describe_params(),
+           "classes": {
+               "rearranging": f"top {self.top_fraction:g} of the type-A "
+                              "propensity of each train configuration",
+               "non_rearranging": f"bottom {self.bottom_fraction:g}",
+           },
+           "top_fraction": self.top_fraction,
+           "bottom_fraction": self.bottom_fraction,
+           "c_grid": list(self.c_grid),
+           "svm": "sklearn LinearSVC, squared hinge, L2, class_weight "
+                  "balanced, on standardised features",
+           "softness": "(w.x + b) / |w| in standardised feature units"}
+    if self._fit_info is not None:
+      out["per_timescale"] = self._fit_info
     return out
 
 
@@ -423,21 +698,54 @@ def _soft_modes_baseline(**kwargs) -> Baseline:
 BASELINES: Dict[str, Callable[..., Baseline]] = {
     PotentialEnergyBaseline.name: PotentialEnergyBaseline,
     NeighbourCountBaseline.name: NeighbourCountBaseline,
-    LocalStructureBaseline.name: LocalStructureBaseline,
+    SymmetryRidgeBaseline.name: SymmetryRidgeBaseline,
+    SoftnessBaseline.name: SoftnessBaseline,
     "soft_modes": _soft_modes_baseline,
+}
+# Old name -> current name. `local_structure` was ridge regression on the
+# symmetry functions, not the (SVM) softness of Cubuk et al.
+DEPRECATED_NAMES: Dict[str, str] = {
+    "local_structure": SymmetryRidgeBaseline.name,
 }
 
 
-def make_baseline(name: str, **kwargs) -> Baseline:
-  """A fresh baseline by name (see BASELINES).
+def canonical_name(name: str) -> str:
+  """The current name of a baseline (a deprecated name is mapped, with a
+  logged note).
 
   Raises:
     BaselineError: naming the unknown baseline and the known ones.
   """
+  if name in DEPRECATED_NAMES:
+    logging.warning("baseline '%s' is deprecated: it is now called '%s' "
+                    "(use that name)", name, DEPRECATED_NAMES[name])
+    return DEPRECATED_NAMES[name]
   if name not in BASELINES:
     raise BaselineError(f"unknown baseline '{name}'; known: "
-                        f"{sorted(BASELINES)}")
-  return BASELINES[name](**kwargs)
+                        f"{sorted(BASELINES)} (deprecated: "
+                        f"{sorted(DEPRECATED_NAMES)})")
+  return name
+
+
+def make_baseline(name: str,
+                  feature_cache: Optional[SymmetryFunctionCache] = None,
+                  **kwargs) -> Baseline:
+  """A fresh baseline by name (see BASELINES; DEPRECATED_NAMES accepted).
+
+  Args:
+    name: a key of BASELINES or DEPRECATED_NAMES.
+    feature_cache: shared symmetry functions, passed to the baselines that
+      use them (symmetry_ridge, softness) and ignored by the others.
+    **kwargs: the baseline's constructor arguments.
+
+  Raises:
+    BaselineError: naming the unknown baseline and the known ones.
+  """
+  factory = BASELINES[canonical_name(name)]
+  if (feature_cache is not None and isinstance(factory, type) and
+      issubclass(factory, _SymmetryFeatures)):
+    kwargs["feature_cache"] = feature_cache
+  return factory(**kwargs)
 
 
 # ---------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Baselines on tiny hand-made configurations (glassy_dynamics_tf.baselines)."""
 
+import logging
 import math
 
 import numpy as np
@@ -159,10 +160,11 @@ def test_neighbour_count_baseline_finds_the_radius():
                                                 test.n_particles, 2)
 
 
-def test_local_structure_baseline_fits_and_predicts():
+def test_symmetry_ridge_baseline_fits_and_predicts():
   train = [make_record(s) for s in range(2)]
   test = make_record(10)
-  baseline = baselines.make_baseline("local_structure").fit(train)
+  baseline = baselines.make_baseline("symmetry_ridge").fit(train)
+  assert isinstance(baseline, baselines.SymmetryRidgeBaseline)
   prediction = baseline.predict(test)
   assert prediction.shape == (test.n_particles, 2)
   assert np.all(np.isfinite(prediction))
@@ -171,13 +173,140 @@ def test_local_structure_baseline_fits_and_predicts():
   assert r > 0.5  # the features contain the counts within 1.5 σ
 
 
+def test_local_structure_is_a_deprecated_name_of_symmetry_ridge(caplog):
+  with caplog.at_level(logging.WARNING):
+    baseline = baselines.make_baseline("local_structure")
+  assert isinstance(baseline, baselines.SymmetryRidgeBaseline)
+  assert baseline.name == "symmetry_ridge"
+  assert "'local_structure' is deprecated" in caplog.text
+  assert "symmetry_ridge" in caplog.text
+  assert baselines.canonical_name("local_structure") == "symmetry_ridge"
+  assert baselines.canonical_name("softness") == "softness"
+  assert "local_structure" not in baselines.BASELINES
+
+
+class OneFeatureSoftness(baselines.SoftnessBaseline):
+  """Softness on a single hand-made feature: the propensity at t_0."""
+
+  def features(self, record):
+    return np.asarray(record.propensity[0], np.float64)[:, None]
+
+
+def ranked_record(seed, n=20):
+  """All-A record whose propensity is a permutation of 1..n (both times)."""
+  rng = np.random.default_rng(seed)
+  values = rng.permutation(np.arange(1.0, n + 1))
+  positions, _ = random_configuration(seed, n)
+  return record_lib.ConfigurationRecord.create(
+      positions=positions, types=np.zeros(n, np.int32), box=BOX,
+      propensity=np.stack([values, values]), times=[0.5, 1.0],
+      isf_levels=[0.7, math.exp(-1)], temperature=1.0)
+
+
+def test_softness_is_the_distance_to_the_max_margin_plane():
+  # Each train configuration: values 1..20; rearranging = top 10 % = {19,
+  # 20}, non-rearranging = bottom 50 % = {1..10}. Separable with a gap, so
+  # a nearly hard-margin SVM (C = 1e4) puts the plane midway between 10 and
+  # 19, at 14.5. In standardised units (the std of 1..20, ddof 0, is
+  # sqrt(399/12)) the softness of a value x is (x - 14.5) / sqrt(399/12).
+  train = [ranked_record(s) for s in range(3)]
+  baseline = OneFeatureSoftness(c_grid=(1e4,)).fit(train)
+  test = ranked_record(9)
+  softness = baseline.predict(test)
+  want = (test.propensity[0] - 14.5) / math.sqrt(399 / 12)
+  np.testing.assert_allclose(softness[:, 0], want, atol=2e-3)
+  np.testing.assert_allclose(softness[:, 1], want, atol=2e-3)
+  info = baseline.describe()["per_timescale"][0]
+  assert info["C"] == 1e4
+  assert info["n_rearranging"] == 3 * 2 and info["n_non_rearranging"] == 3 * 10
+  assert info["train_accuracy"] == 1.0 and info["converged"]
+  assert info["held_out"] == "the last 1 of 3 train configurations"
+
+
+def test_softness_class_sizes_follow_the_fractions():
+  train = [ranked_record(s) for s in range(4)]
+  baseline = OneFeatureSoftness(top_fraction=0.2, bottom_fraction=0.3,
+                                c_grid=(1e4,)).fit(train)
+  info = baseline.describe()["per_timescale"][1]
+  assert (info["n_rearranging"], info["n_non_rearranging"]) == (4 * 4, 4 * 6)
+  # Plane midway between 6 (the top of the bottom 30 %) and 17.
+  softness = baseline.predict(train[0])[:, 1]
+  want = (train[0].propensity[1] - 11.5) / math.sqrt(399 / 12)
+  np.testing.assert_allclose(softness, want, atol=2e-3)
+
+
+def test_softness_baseline_predicts_mobility():
+  train = [make_record(s) for s in range(3)]
+  test = make_record(10)
+  baseline = baselines.make_baseline("softness").fit(train)
+  softness = baseline.predict(test)
+  assert softness.shape == (test.n_particles, 2)
+  assert np.all(np.isfinite(softness))
+  is_a = test.types == 0
+  for j in range(2):
+    r = np.corrcoef(softness[is_a, j], test.propensity[j, is_a])[0, 1]
+    assert r > 0.5  # the propensity is linear in counts within 1.5 σ
+  describe = baseline.describe()
+  assert [d["C"] in baseline.c_grid for d in describe["per_timescale"]] == [
+      True, True]
+  assert len(describe["per_timescale"][0]["held_out_roc_auc_per_C"]) == len(
+      baseline.c_grid)
+  # One train configuration: its odd type-A particles choose C.
+  single = baselines.make_baseline("softness").fit(train[:1])
+  assert "odd type-A particles" in single.describe()["per_timescale"][0][
+      "held_out"]
+  assert np.all(np.isfinite(single.predict(test)))
+
+
+def test_symmetry_baselines_share_one_feature_cache(monkeypatch):
+  calls = []
+  original = baselines.symmetry_functions
+
+  def counting(*args, **kwargs):
+    calls.append(1)
+    return original(*args, **kwargs)
+
+  train = [make_record(s) for s in range(2)]
+  test = make_record(10)
+  alone = baselines.make_baseline("softness").fit(train).predict(test)
+  monkeypatch.setattr(baselines, "symmetry_functions", counting)
+  cache = baselines.SymmetryFunctionCache()
+  ridge = baselines.make_baseline("symmetry_ridge", feature_cache=cache)
+  softness = baselines.make_baseline("softness", feature_cache=cache)
+  ridge.fit(train)
+  softness.fit(train)
+  shared = softness.predict(test)
+  ridge.predict(test)
+  assert len(calls) == len(cache) == 3  # 2 train + 1 test, once each
+  np.testing.assert_array_equal(shared, alone)
+  # Baselines without symmetry functions ignore the cache.
+  assert baselines.make_baseline("potential_energy",
+                                 feature_cache=cache).name == (
+                                     "potential_energy")
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(top_fraction=0.0), "top_fraction must lie in"),
+    (dict(top_fraction=0.1, bottom_fraction=0.9), "bottom_fraction must lie"),
+    (dict(c_grid=()), "c_grid"),
+    (dict(c_grid=(1.0, -1.0)), "c_grid"),
+    (dict(validation_fraction=1.0), "validation_fraction"),
+])
+def test_softness_arguments_are_checked(kwargs, match):
+  with pytest.raises(baselines.BaselineError, match="'softness': " + match):
+    baselines.make_baseline("softness", **kwargs)
+
+
 def test_baseline_errors_name_the_thing():
   assert baselines.make_baseline("soft_modes").name == "soft_modes"
   with pytest.raises(baselines.BaselineError, match="unknown baseline 'x'"):
     baselines.make_baseline("x")
   with pytest.raises(baselines.BaselineError, match="fitted before"):
     baselines.make_baseline("neighbour_count").predict(make_record(0))
-  with pytest.raises(baselines.BaselineError, match="train split"):
-    baselines.make_baseline("local_structure").fit([])
+  with pytest.raises(baselines.BaselineError, match="'softness' must be fitted"):
+    baselines.make_baseline("softness").predict(make_record(0))
+  for name in ("symmetry_ridge", "softness"):
+    with pytest.raises(baselines.BaselineError, match="train split"):
+      baselines.make_baseline(name).fit([])
   energy = baselines.make_baseline("potential_energy").predict(make_record(0))
   assert energy.shape == (150, 2) and np.all(energy[:, 0] == energy[:, 1])
