@@ -1,13 +1,19 @@
 r"""Evaluates trained models and physics baselines on a dataset split.
 
   python evaluate_main.py --model=/tmp/workdir --dataset=glassy_dynamics/demo \
-    --split=test --baselines=potential_energy,neighbour_count \
+    --split=test --baselines=potential_energy,symmetry_ridge,softness \
     --output_dir=/tmp/eval
 
-Prints a table (per timescale: time, ISF level, Pearson mean ± std over the
-type-A particles of each configuration, for every model and baseline) and
-writes report.json, metrics.csv, table.txt and figures/ (Fig. 3b, Extended
-Data Figs. 4-7 and 10 of Bapst et al. 2020). Several --dataset values add the
+Prints the report (evaluation.format_report): per timescale, the headline
+metrics (Pearson, ROC-AUC and balanced accuracy of the top-10 % mobile class,
+over the type-A particles of each configuration) as mean ± s.e. over
+configurations for every model and baseline; the split-half noise ceiling
+and r/ceiling when every record has propensity_halves (else "unknown"); the
+paired model − baseline differences with their s.e.; and whether each model
+is ahead of every baseline by > 2 s.e. at every timescale. Writes
+report.json (docs/CONTRACTS.md, "Evaluation report"), metrics.csv,
+table.txt and figures/ (Fig. 3b, Extended Data Figs. 4-7 and 10 of Bapst et
+al. 2020, and the headline metrics). Several --dataset values add the
 transfer matrix of the paper's Fig. 3c. Settings come from the `evaluate`
 section of --config (default: glassy_dynamics_tf/configs/default.py), e.g.
 --config.evaluate.top_fraction=0.05 --config.evaluate.n_plot_configurations=4;
@@ -22,7 +28,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from glassy_dynamics_tf import console
+from glassy_dynamics_tf import console  # First: quiets TensorFlow's start-up.
 from glassy_dynamics_tf import baselines
 from glassy_dynamics_tf import evaluation
 from glassy_dynamics_tf.io import record as record_lib
@@ -50,7 +56,8 @@ _TRAIN_SPLIT = flags.DEFINE_string(
     "default: config.evaluate.train_split.")
 _BASELINES = flags.DEFINE_list(
     "baselines", None,
-    f"Comma list from {sorted(baselines.BASELINES)}; empty for none; "
+    f"Comma list from {sorted(baselines.BASELINES)} (deprecated names "
+    f"{sorted(baselines.DEPRECATED_NAMES)} are mapped); empty for none; "
     "default: config.evaluate.baselines.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None,
                                   "Where the report and figures go.")
@@ -78,9 +85,10 @@ def main(argv):
   baseline_names = (config.evaluate.baselines if _BASELINES.value is None
                     else _BASELINES.value)
   for name in baseline_names:
-    if name not in baselines.BASELINES:
-      raise app.UsageError(f"--baselines: unknown baseline '{name}'; known: "
-                           f"{sorted(baselines.BASELINES)}")
+    try:
+      baselines.canonical_name(name)  # deprecated names are mapped
+    except baselines.BaselineError as e:
+      raise app.UsageError(f"--baselines: {e}") from e
   try:
     evaluation.run(
         models=_split_list(_MODEL.value), datasets=datasets,

@@ -15,15 +15,31 @@ evaluate_main.py, takes its settings (split, baselines, the top fraction of
 the mobile class, how many configurations are drawn as slices and how thick)
 from the `evaluate` section of a config (configs/default.py).
 
-Report layout (every number per timescale, with times and ISF levels):
+Report layout (every number per timescale, with times and ISF levels; the
+fields are documented in docs/CONTRACTS.md, "Evaluation report"):
   {"dataset", "split", "n_configurations", "ids", "temperature",
    "times" [T] (τ, mean over configurations), "isf_levels" [T],
    "tau_alpha" (time of the 1/e ISF level, or null), "top_fraction",
+   "metrics": [every metric], "headline_metrics": [pearson, roc_auc,
+   balanced_accuracy], "chance_levels": {metric: value},
    "methods": {name: {"kind": "model"|"baseline", "timescale_indices": [T_m],
                       "describe": {...},
-                      "metrics": {metric: Summary.as_dict() with [T_m] lists},
-                      "per_configuration": {metric: [n_configurations][T_m]}}},
+                      "metrics": {metric: {mean, median, min, max, std,
+                                           count, sem: [T_m]}},
+                      "per_configuration": {metric: [n_configurations][T_m]},
+                      "pearson_over_ceiling": {mean, ..., sem: [T_m]} | null}},
+   "noise_ceiling": {"known", "reason", "formula", "split_half_reliability",
+                     "ceiling", "per_configuration", "n_runs"},
+   "comparisons": {model: {baseline: {"timescale_indices": [T_mb],
+                                      metric: {mean, sem, n_sem, count}}}},
+   "verdict": {model: {"threshold_n_sem", metric: {"ahead_everywhere",
+                                                    "exceptions": [...]}}},
    "neighbour_sweep": {...} (optional, Extended Data Fig. 10)}
+
+The printed report (`format_report`) leads with HEADLINE_METRICS, mean ± s.e.
+over configurations (accuracy and overlap stay in the JSON and the CSV: with
+a 10 % mobile class their chance levels are 0.82 and 0.1, not 0.5), then the
+paired model − baseline differences and the verdict line.
 """
 
 import csv
@@ -44,6 +60,15 @@ from glassy_dynamics_tf.io import json_files
 from glassy_dynamics_tf.io import record as record_lib
 
 INV_E = math.exp(-1.0)
+# A model is "ahead" of a baseline at a timescale when its paired mean
+# difference exceeds this many standard errors (about a 2.3 % one-sided
+# false-positive rate for normal differences).
+AHEAD_N_SEM = 2.0
+# What the report says when the noise ceiling cannot be computed.
+NO_HALVES = "records lack propensity_halves"
+NOISE_CEILING_FORMULA = ("r_ceiling = sqrt(R), R = 2 r_hh / (1 + r_hh) "
+                         "(Spearman-Brown), r_hh = Pearson between the "
+                         "even-run and odd-run propensities (type A)")
 
 
 class EvaluationError(ValueError):
@@ -167,6 +192,7 @@ def evaluate(records: Sequence[record_lib.ConfigurationRecord],
     logging.warning("times differ between configurations (largest spread "
                     "%s τ); the report gives their mean", spread.max())
   isf_levels = records[0].isf_levels.astype(np.float64)
+  ceiling = noise_ceiling(records)
   report = {
       "n_configurations": len(records),
       "ids": ids,
@@ -176,21 +202,163 @@ def evaluate(records: Sequence[record_lib.ConfigurationRecord],
       "tau_alpha": tau_alpha(times, isf_levels),
       "top_fraction": top_fraction,
       "metrics": list(metrics.METRIC_NAMES),
+      "headline_metrics": list(metrics.HEADLINE_METRICS),
+      "chance_levels": metrics.chance_levels(top_fraction),
       "methods": {},
+      "noise_ceiling": ceiling.as_report(),
   }
   for method in methods:
+    idx = indices[method.name]
     summaries = metrics.summarise_configurations(per_config[method.name])
+    pearson = np.stack([m.pearson for m in per_config[method.name]])
     report["methods"][method.name] = {
         "kind": method.kind,
-        "timescale_indices": [int(i) for i in indices[method.name]],
+        "timescale_indices": [int(i) for i in idx],
         "describe": method.describe,
         "metrics": {k: _json_summary(v) for k, v in summaries.items()},
         "per_configuration": {
             name: [_nan_to_none(getattr(m, name)) for m in
                    per_config[method.name]] for name in metrics.METRIC_NAMES
         },
+        # r / r_ceiling per configuration, then summarised: estimates the
+        # correlation with the infinite-ensemble propensity.
+        "pearson_over_ceiling": (
+            None if ceiling.per_configuration is None else _json_summary(
+                metrics.summarise(_ratio(pearson,
+                                         ceiling.per_configuration[:, idx])))),
     }
+  report["comparisons"] = compare_methods(report)
+  report["verdict"] = verdict(report)
   return Evaluation(report, samples)
+
+
+@dataclasses.dataclass
+class NoiseCeiling:
+  """The split-half reliability and noise ceiling of a set of records.
+
+  Attributes:
+    reason: None when known, else why not (e.g. NO_HALVES).
+    reliability: [n_configurations, T] float64 split-half Pearson r_hh of
+      each record (type A), or None.
+    per_configuration: [n_configurations, T] float64 ceilings
+      metrics.noise_ceiling(r_hh), or None.
+    n_runs: [n_configurations] the records' n_runs.
+  """
+  reason: Optional[str]
+  reliability: Optional[np.ndarray]
+  per_configuration: Optional[np.ndarray]
+  n_runs: List[int]
+
+  @property
+  def known(self) -> bool:
+    return self.reason is None
+
+  def as_report(self) -> dict:
+    """The report's "noise_ceiling" entry (nulls when unknown)."""
+    out = {"known": self.known, "reason": self.reason,
+           "formula": NOISE_CEILING_FORMULA, "n_runs": self.n_runs,
+           "split_half_reliability": None, "ceiling": None,
+           "per_configuration": None}
+    if self.known:
+      out["split_half_reliability"] = _json_summary(
+          metrics.summarise(self.reliability))
+      out["ceiling"] = _json_summary(metrics.summarise(
+          self.per_configuration))
+      out["per_configuration"] = {
+          "split_half_reliability": _nan_to_none(self.reliability),
+          "ceiling": _nan_to_none(self.per_configuration)}
+    return out
+
+
+def noise_ceiling(records: Sequence[record_lib.ConfigurationRecord]
+                  ) -> NoiseCeiling:
+  """Split-half reliability and noise ceiling, per record and timescale.
+
+  Known only when every record has `propensity_halves`: a ceiling averaged
+  over a subset of the configurations would not be that of the scores it
+  sits beside. See metrics.noise_ceiling for the formula and assumptions.
+  """
+  n_runs = [int(r.n_runs) for r in records]
+  missing = sum(r.propensity_halves is None for r in records)
+  if missing:
+    reason = (NO_HALVES if missing == len(records) else
+              f"{missing} of {len(records)} {NO_HALVES}")
+    return NoiseCeiling(reason, None, None, n_runs)
+  odd = sorted({n for n in n_runs if n % 2})
+  if odd:
+    # Unequal halves: Spearman-Brown's doubling then slightly underrates the
+    # full ensemble (metrics.noise_ceiling, assumptions).
+    logging.info("records with an odd number of runs %s: the noise ceiling "
+                 "is slightly underestimated", odd)
+  reliability = np.stack([
+      metrics.split_half_reliability(r.propensity_halves, r.types)
+      for r in records])
+  return NoiseCeiling(None, reliability, metrics.noise_ceiling(reliability),
+                      n_runs)
+
+
+def compare_methods(report: dict) -> dict:
+  """Paired differences model − baseline of the headline metrics.
+
+  For every model and every baseline, on the timescales both predict, the
+  per-configuration difference of each HEADLINE_METRICS metric, its mean,
+  standard error, mean/s.e. and count (metrics.paired_difference).
+
+  Returns:
+    {model: {baseline: {"timescale_indices": [T_mb],
+                        metric: {"mean", "sem", "n_sem", "count": [T_mb]}}}}
+  """
+  methods = report["methods"]
+  models = [n for n, e in methods.items() if e["kind"] == "model"]
+  others = [n for n, e in methods.items() if e["kind"] != "model"]
+  out = {}
+  for model in models:
+    a = methods[model]
+    out[model] = {}
+    for baseline in others:
+      b = methods[baseline]
+      common = [j for j in a["timescale_indices"]
+                if j in b["timescale_indices"]]
+      ka = [a["timescale_indices"].index(j) for j in common]
+      kb = [b["timescale_indices"].index(j) for j in common]
+      entry = {"timescale_indices": common}
+      for metric in metrics.HEADLINE_METRICS:
+        va = _float_array(a["per_configuration"][metric])[:, ka]
+        vb = _float_array(b["per_configuration"][metric])[:, kb]
+        d = metrics.paired_difference(va, vb)
+        entry[metric] = {k: _nan_to_none(v) for k, v in d._asdict().items()}
+      out[model][baseline] = entry
+  return out
+
+
+def verdict(report: dict, threshold: float = AHEAD_N_SEM) -> dict:
+  """Is each model ahead of every baseline by > `threshold` s.e. everywhere?
+
+  Per model and headline metric: "ahead_everywhere" is true when the paired
+  difference model − baseline exceeds `threshold` standard errors for every
+  baseline at every shared timescale (null without baselines); each pair
+  that falls short is listed in "exceptions" (an undefined s.e., e.g. one
+  configuration, falls short too).
+  """
+  out = {}
+  for model, against in report.get("comparisons", {}).items():
+    entry = {"threshold_n_sem": threshold}
+    for metric in metrics.HEADLINE_METRICS:
+      exceptions, n_pairs = [], 0
+      for baseline, comparison in against.items():
+        d = comparison[metric]
+        for k, j in enumerate(comparison["timescale_indices"]):
+          n_pairs += 1
+          n_sem = d["n_sem"][k]
+          if n_sem is None or not n_sem > threshold:
+            exceptions.append({"baseline": baseline, "timescale_index": j,
+                               "difference": d["mean"][k],
+                               "sem": d["sem"][k], "n_sem": n_sem})
+      entry[metric] = {"ahead_everywhere": (not exceptions) if n_pairs else
+                                           None,
+                       "exceptions": exceptions}
+    out[model] = entry
+  return out
 
 
 def resolve_timescale_indices(method: Method, n_timescales: int) -> List[int]:
@@ -416,6 +584,8 @@ def load_split(dataset: str, split: str, data_dir: Optional[str] = None,
         temperature=example["temperature"],
         pressure=example.get("pressure", math.nan),
         density=example.get("density"), n_runs=example.get("n_runs", 0),
+        propensity_halves=propensity_halves_of_example(
+            example, f"{dataset}/{split}/{rid}"),
         source=f"{dataset}/{split}/{rid}"))
     ids.append(rid)
   if not records:
@@ -423,67 +593,258 @@ def load_split(dataset: str, split: str, data_dir: Optional[str] = None,
   return ids, records
 
 
+def propensity_halves_of_example(example: dict,
+                                 source: str) -> Optional[np.ndarray]:
+  """The record's `propensity_halves` from a TFDS example, or None.
+
+  The builder (datasets/glassy_dynamics, version 1.1.0) stores
+  [2, T, n] when the record has the halves and an empty [0, T, n] when it
+  does not; datasets built before 1.1.0 have no such feature (None too).
+
+  Raises:
+    EvaluationError: naming `source`, for a leading dimension other than 0
+      or 2.
+  """
+  halves = example.get("propensity_halves")
+  if halves is None:
+    return None
+  halves = np.asarray(halves)
+  if halves.ndim != 3 or halves.shape[0] not in (0, 2):
+    raise EvaluationError(
+        f"{source}: feature 'propensity_halves' must have shape [2, T, n] "
+        f"(known) or [0, T, n] (unknown), found {list(halves.shape)}")
+  return halves if halves.shape[0] == 2 else None
+
+
 # ---------------------------------------------------------------------------
 # Outputs.
 
 
-def format_table(report: dict, metric: str = "pearson") -> str:
-  """A text table: one row per timescale (by time), mean ± std per method.
+def _timescale_table(report: dict, columns) -> List[str]:
+  """Rows of a per-timescale text table (sorted by time), as lines.
+
+  Args:
+    report: the report (times, isf_levels).
+    columns: [(header, j -> cell text)].
 
   The row of τ_α (ISF = 1/e) is marked with '*'.
   """
-  names = list(report["methods"])
-  header = ["j", "t [τ]", "ISF"] + names
+  header = ["j", "t [τ]", "ISF"] + [h for h, _ in columns]
   rows = []
   times = report["times"]
   for j in np.argsort(times, kind="stable"):
+    j = int(j)
     level = report["isf_levels"][j]
     mark = "*" if level is not None and abs(level - INV_E) < 1e-4 else ""
-    row = [f"{j}{mark}", f"{times[j]:.4g}",
-           "-" if level is None else f"{level:.3f}"]
-    for name in names:
-      entry = report["methods"][name]
-      if j in entry["timescale_indices"]:
-        k = entry["timescale_indices"].index(j)
-        mean = entry["metrics"][metric]["mean"][k]
-        std = entry["metrics"][metric]["std"][k]
-        row.append("nan" if mean is None else f"{mean:+.3f} ± {std:.3f}")
-      else:
-        row.append("—")
-    rows.append(row)
+    rows.append([f"{j}{mark}", f"{times[j]:.4g}",
+                 "-" if level is None else f"{level:.3f}"] +
+                [cell(j) for _, cell in columns])
   widths = [max(len(r[c]) for r in [header] + rows) for c in
             range(len(header))]
   line = lambda r: "  ".join(v.rjust(w) for v, w in zip(r, widths))
-  where = " ".join(str(report[k]) for k in ("dataset", "split") if
+  return [line(header), line(["-" * w for w in widths])] + [
+      line(r) for r in rows]
+
+
+def _error_field(summary: dict) -> str:
+  """"sem", or "std" for reports written before the s.e. was kept."""
+  return "sem" if "sem" in summary else "std"
+
+
+def _summary_cell(summary: Optional[dict], k: int, signed: bool = True,
+                  error: str = "sem") -> str:
+  if summary is None:
+    return "—"
+  mean = summary["mean"][k]
+  if mean is None:
+    return "nan"
+  spread = summary.get(error, summary["std"])[k]
+  spread_text = "nan" if spread is None else f"{spread:.3f}"
+  return f"{mean:+.3f} ± {spread_text}" if signed else (
+      f"{mean:.3f} ± {spread_text}")
+
+
+def _where(report: dict) -> str:
+  return " ".join(str(report[k]) for k in ("dataset", "split") if
                   report.get(k))
-  title = (f"{metric} over type-A particles, mean ± std over "
-           f"{report['n_configurations']} configurations"
+
+
+def ceiling_status(report: dict) -> str:
+  """"known" or "unknown (<reason>)" for the report's noise ceiling."""
+  ceiling = report.get("noise_ceiling")
+  if not ceiling:
+    return f"unknown ({NO_HALVES})"
+  return "known" if ceiling["known"] else f"unknown ({ceiling['reason']})"
+
+
+def format_table(report: dict, metric: str = "pearson") -> str:
+  """A text table of one metric: one row per timescale, mean ± s.e. per method.
+
+  For Pearson with a known noise ceiling, two columns give the split-half
+  reliability r_hh and the ceiling (mean ± s.e. over configurations) and
+  each score is followed by [r / ceiling]; with an unknown ceiling a line
+  below says so. Reports written before the s.e. was kept show ± std (the
+  title says which). A method without an output at a timescale shows '—'.
+  """
+  names = list(report["methods"])
+  ceiling = report.get("noise_ceiling") or {}
+  with_ceiling = metric == "pearson" and ceiling.get("known")
+  first = next(iter(report["methods"].values()), None)
+  error = _error_field(first["metrics"][metric]) if first else "sem"
+  columns = []
+  if with_ceiling:
+    columns.append(("r_hh", lambda j: _summary_cell(
+        ceiling["split_half_reliability"], j, signed=False)))
+    columns.append(("ceiling", lambda j: _summary_cell(
+        ceiling["ceiling"], j, signed=False)))
+
+  def method_cell(name):
+    entry = report["methods"][name]
+
+    def cell(j):
+      if j not in entry["timescale_indices"]:
+        return "—"
+      k = entry["timescale_indices"].index(j)
+      text = _summary_cell(entry["metrics"][metric], k, error=error)
+      ratio = entry.get("pearson_over_ceiling")
+      if with_ceiling and ratio is not None:
+        value = ratio["mean"][k]
+        text += " [nan]" if value is None else f" [{value:.2f}]"
+      return text
+    return cell
+
+  columns += [(name, method_cell(name)) for name in names]
+  where = _where(report)
+  chance = (report.get("chance_levels") or {}).get(metric)
+  spread = "s.e." if error == "sem" else "std"
+  title = (f"{metric} over type-A particles"
+           f"{'' if chance is None else f' (chance {chance:g})'}, mean ± "
+           f"{spread} over {report['n_configurations']} configurations"
            f"{' of ' + where if where else ''}; * = τ_α (ISF = 1/e)")
-  return "\n".join([title, line(header), line(["-" * w for w in widths])] +
-                   [line(r) for r in rows])
+  if with_ceiling:
+    title += ("; r_hh = split-half reliability, ceiling = sqrt(2 r_hh / "
+              "(1 + r_hh)), [r / ceiling]")
+  lines = [title] + _timescale_table(report, columns)
+  if metric == "pearson" and not with_ceiling:
+    lines.append(f"noise ceiling: {ceiling_status(report)}")
+  return "\n".join(lines)
+
+
+def format_comparisons(report: dict, metric: str = "pearson") -> str:
+  """Paired differences model − baseline of one metric, per timescale.
+
+  Cells: mean ± s.e. of the per-configuration difference, then (mean / s.e.);
+  '—' where the pair shares no output at that timescale. Empty string
+  without a model or a baseline.
+  """
+  columns = []
+  for model, against in (report.get("comparisons") or {}).items():
+    for baseline, comparison in against.items():
+      def cell(j, d=comparison[metric], idx=comparison["timescale_indices"]):
+        if j not in idx:
+          return "—"
+        k = idx.index(j)
+        mean, sem, n_sem = d["mean"][k], d["sem"][k], d["n_sem"][k]
+        if mean is None:
+          return "nan"
+        return (f"{mean:+.3f} ± {'nan' if sem is None else f'{sem:.3f}'} "
+                f"({'nan' if n_sem is None else f'{n_sem:+.1f}'})")
+      columns.append((f"{model} − {baseline}", cell))
+  if not columns:
+    return ""
+  title = (f"{metric}: paired difference model − baseline over the same "
+           "configurations, mean ± s.e. (mean / s.e.)")
+  return "\n".join([title] + _timescale_table(report, columns))
+
+
+def format_verdict(report: dict) -> str:
+  """One line per model and headline metric: ahead of every baseline?"""
+  lines = []
+  for model, entry in (report.get("verdict") or {}).items():
+    threshold = entry["threshold_n_sem"]
+    lines.append(f"{model} ahead of every baseline by > {threshold:g} s.e. "
+                 "at every timescale:")
+    for metric in report.get("headline_metrics", metrics.HEADLINE_METRICS):
+      v = entry[metric]
+      if v["ahead_everywhere"] is None:
+        lines.append(f"  {metric}: no baseline to compare with")
+      elif v["ahead_everywhere"]:
+        lines.append(f"  {metric}: yes")
+      else:
+        short = [f"{e['baseline']} at j={e['timescale_index']} ("
+                 + ("nan" if e["n_sem"] is None else f"{e['n_sem']:+.1f}")
+                 + " s.e.)" for e in v["exceptions"]]
+        lines.append(f"  {metric}: NO, not by {threshold:g} s.e. over "
+                     + ", ".join(short))
+  return "\n".join(lines)
+
+
+def format_report(report: dict) -> str:
+  """The printed report: headline tables, noise ceiling, comparisons,
+  verdict (what evaluate_main.py prints and writes to table.txt)."""
+  headline = report.get("headline_metrics", list(metrics.HEADLINE_METRICS))
+  blocks = [format_table(report, m) for m in headline]
+  comparisons = [format_comparisons(report, m) for m in headline]
+  blocks += [c for c in comparisons if c]
+  verdict_text = format_verdict(report)
+  if verdict_text:
+    blocks.append(verdict_text)
+  return "\n\n".join(blocks)
 
 
 def write_csv(report: dict, path: str) -> None:
-  """Long-format CSV: one row per method × timescale × metric."""
+  """Long-format CSV: one row per method × timescale × metric.
+
+  Besides the metrics of METRIC_NAMES, each method has rows for
+  "pearson_over_ceiling" when the noise ceiling is known, and the method
+  "noise_ceiling" (kind "data") rows for "split_half_reliability" and
+  "ceiling".
+  """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  stats = ("mean", "median", "min", "max", "std", "count", "sem")
   fields = ["method", "kind", "timescale_index", "time", "isf_level",
-            "metric", "mean", "median", "min", "max", "std", "count"]
+            "metric"] + list(stats)
+  rows = []
+  for name, entry in report["methods"].items():
+    summaries = dict(entry["metrics"])
+    if entry.get("pearson_over_ceiling") is not None:
+      summaries["pearson_over_ceiling"] = entry["pearson_over_ceiling"]
+    for metric, summary in summaries.items():
+      rows.append((name, entry["kind"], entry["timescale_indices"], metric,
+                   summary))
+  ceiling = report.get("noise_ceiling") or {}
+  if ceiling.get("known"):
+    for metric in ("split_half_reliability", "ceiling"):
+      rows.append(("noise_ceiling", "data",
+                   list(range(len(report["times"]))), metric,
+                   ceiling[metric]))
   with tf.io.gfile.GFile(path, "w") as f:
     writer = csv.writer(f)
     writer.writerow(fields)
-    for name, entry in report["methods"].items():
-      for metric, summary in entry["metrics"].items():
-        for k, j in enumerate(entry["timescale_indices"]):
-          level = report["isf_levels"][j]
-          writer.writerow(
-              [name, entry["kind"], j, report["times"][j],
-               "" if level is None else level, metric] +
-              ["" if summary[s][k] is None else summary[s][k]
-               for s in ("mean", "median", "min", "max", "std", "count")])
+    for name, kind, indices, metric, summary in rows:
+      for k, j in enumerate(indices):
+        level = report["isf_levels"][j]
+        writer.writerow(
+            [name, kind, j, report["times"][j],
+             "" if level is None else level, metric] +
+            ["" if summary.get(s) is None or summary[s][k] is None else
+             summary[s][k] for s in stats])
 
 
 def write_json(obj, path: str) -> None:
   json_files.write_json(path, obj, indent=1)
+
+
+def _ratio(a, b) -> np.ndarray:
+  """a / b, NaN where b is 0 or NaN (summaries then leave it out)."""
+  with np.errstate(divide="ignore", invalid="ignore"):
+    return np.where(b > 0, a / b, np.nan)
+
+
+def _float_array(nested) -> np.ndarray:
+  """Nested lists with None (report JSON) -> float64 array with NaN."""
+  return np.array([[math.nan if v is None else v for v in row]
+                   for row in nested], np.float64)
 
 
 def _json_summary(summary: metrics.Summary) -> dict:
@@ -543,7 +904,12 @@ def write_figures(evaluation: Evaluation, output_dir: str,
   report, samples = evaluation.report, evaluation.samples
   fig_dir = os.path.join(output_dir, "figures")
   paths = [plots.pearson_vs_time(report, os.path.join(fig_dir,
-                                                      "pearson_vs_time.png"))]
+                                                      "pearson_vs_time.png")),
+           plots.headline_vs_time(report, os.path.join(
+               fig_dir, "headline_vs_time.png"))]
+  if report.get("comparisons") and any(report["comparisons"].values()):
+    paths.append(plots.paired_differences(report, os.path.join(
+        fig_dir, "paired_differences.png")))
   if samples:
     paths.append(plots.propensity_histograms(
         samples, report, os.path.join(fig_dir, "propensity_histograms.png")))
@@ -600,6 +966,14 @@ def run(models: Sequence[str], datasets: Sequence[str], output_dir: str,
   train_split = settings.train_split if train_split is None else train_split
   baseline_names = list(settings.baselines if baseline_names is None else
                         baseline_names)
+  # Current names (a deprecated one is mapped, with a logged note), each
+  # once: "local_structure" and "symmetry_ridge" are the same baseline.
+  canonical = []
+  for name in baseline_names:
+    name = baselines_lib.canonical_name(name)
+    if name not in canonical:
+      canonical.append(name)
+  baseline_names = canonical
   top_fraction = settings.top_fraction
   if not datasets:
     raise EvaluationError("no dataset given (--dataset)")
@@ -617,8 +991,12 @@ def run(models: Sequence[str], datasets: Sequence[str], output_dir: str,
     methods = [p.method() for p in predictors]
     fitted = []
     train_records = None
+    # symmetry_ridge and softness use the same symmetry functions: computed
+    # once per configuration for both (dropped with the dataset's records).
+    feature_cache = baselines_lib.SymmetryFunctionCache()
     for name in baseline_names:
-      baseline = baselines_lib.make_baseline(name)
+      baseline = baselines_lib.make_baseline(name,
+                                             feature_cache=feature_cache)
       if baseline.needs_fit:
         if train_records is None:
           _, train_records = load_split(dataset, train_split, data_dir,
@@ -645,7 +1023,7 @@ def run(models: Sequence[str], datasets: Sequence[str], output_dir: str,
     out = (output_dir if len(datasets) == 1 else
            os.path.join(output_dir, _safe(dataset)))
     os.makedirs(out, exist_ok=True)
-    table = format_table(report)
+    table = format_report(report)
     print(table, flush=True)
     with open(os.path.join(out, "table.txt"), "w") as f:
       f.write(table + "\n")

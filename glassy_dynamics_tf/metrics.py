@@ -66,7 +66,11 @@ class Summary(NamedTuple):
 
   Fields are [n_timescales] float64 (or floats for a single timescale);
   `count` is the number of finite per-configuration values that went in.
-  `std` is the population standard deviation (ddof = 0) of those values.
+  `std` is the population standard deviation (ddof = 0) of those values,
+  the spread the paper draws as error bars; `sem` is the standard error of
+  the mean, std(ddof = 1) / sqrt(count) = std / sqrt(count - 1), NaN with
+  fewer than 2 values: how well the mean itself is known, what a
+  comparison of two means needs.
   """
   mean: np.ndarray
   median: np.ndarray
@@ -74,6 +78,7 @@ class Summary(NamedTuple):
   max: np.ndarray
   std: np.ndarray
   count: np.ndarray
+  sem: np.ndarray
 
   def as_dict(self) -> dict:
     """JSON-friendly: field -> list (or float), NaN kept as float('nan')."""
@@ -343,7 +348,9 @@ def summarise(values) -> Summary:
         min=np.nanmin(cleaned, axis=0),
         max=np.nanmax(cleaned, axis=0),
         std=np.nanstd(cleaned, axis=0),
-        count=count)
+        count=count,
+        sem=np.where(count > 1, np.nanstd(cleaned, axis=0) /
+                     np.sqrt(np.maximum(count - 1, 1)), np.nan))
   if values.ndim == 1:
     summary = Summary(*(v.item() for v in summary))
   return summary

@@ -3,7 +3,12 @@
 Each function takes the report of `evaluation.evaluate` (a dict, as in
 report.json) or plain arrays, writes one PNG and returns its path:
 
-  pearson_vs_time        Fig. 3b / Extended Data Fig. 3: correlation vs time.
+  pearson_vs_time        Fig. 3b / Extended Data Fig. 3: correlation vs time,
+                         with the noise ceiling when the report knows it.
+  headline_vs_time       the report's headline metrics (Pearson, ROC-AUC,
+                         balanced accuracy) vs time, mean ± s.e., chance
+                         levels and the noise ceiling.
+  paired_differences     model − baseline per timescale, ± 2 s.e.
   propensity_slices      Extended Data Figs. 4-6: 2-D slices, truth beside
                          predictions; type A coloured on its own range,
                          type B grey, the top fraction of A ringed
@@ -47,15 +52,48 @@ def _as_float(values):
   return np.array([np.nan if v is None else v for v in values], np.float64)
 
 
+def _ceiling_known(report: dict) -> bool:
+  return bool((report.get("noise_ceiling") or {}).get("known"))
+
+
+def draw_noise_ceiling(ax, report: dict) -> bool:
+  """Draws the noise ceiling (mean ± s.e. over configurations) as a dashed
+  black line with a grey band; returns whether it was known.
+
+  An unknown ceiling (records without propensity_halves) is written in the
+  lower right corner instead, with the report's reason.
+  """
+  ceiling = report.get("noise_ceiling") or {}
+  if not ceiling.get("known"):
+    reason = ceiling.get("reason") or "records lack propensity_halves"
+    ax.text(0.99, 0.02, f"noise ceiling unknown ({reason})",
+            transform=ax.transAxes, ha="right", va="bottom", fontsize=7,
+            color="0.4")
+    return False
+  times = np.asarray(report["times"], np.float64)
+  order = np.argsort(times)
+  mean = _as_float(ceiling["ceiling"]["mean"])[order]
+  sem = _as_float(ceiling["ceiling"]["sem"])[order]
+  ax.plot(times[order], mean, "k--", lw=1.3,
+          label="noise ceiling sqrt(2r_hh/(1+r_hh))")
+  ax.fill_between(times[order], mean - np.nan_to_num(sem),
+                  mean + np.nan_to_num(sem), color="0.5", alpha=0.2, lw=0)
+  return True
+
+
 def pearson_vs_time(report: dict, path: str,
                     metric: str = "pearson") -> str:
   """Mean correlation vs time, one line per method (Fig. 3b).
 
   Error bars: standard deviation over test configurations; the shaded band
   spans min to max. Log time axis; τ_α (self-ISF = 1/e) is a dashed line.
+  For Pearson, the noise ceiling is a dashed black line when the report
+  knows it (`draw_noise_ceiling`), else a note says it is unknown.
   """
   times = np.asarray(report["times"], np.float64)
   fig, ax = plt.subplots(figsize=(6.0, 4.2))
+  if metric == "pearson":
+    draw_noise_ceiling(ax, report)
   for name, entry in report["methods"].items():
     idx = np.asarray(entry["timescale_indices"], int)
     summary = entry["metrics"][metric]
@@ -85,6 +123,86 @@ def pearson_vs_time(report: dict, path: str,
                fontsize=9)
   ax.legend(fontsize=8, loc="best")
   ax.grid(alpha=0.3, which="both")
+  return _save(fig, path)
+
+
+def headline_vs_time(report: dict, path: str) -> str:
+  """The headline metrics vs time, one panel each, one line per method.
+
+  Panels: the report's `headline_metrics` (Pearson, ROC-AUC, balanced
+  accuracy); error bars: standard error of the mean over configurations
+  (older reports without it: std); dotted grey: the metric's chance level;
+  on the Pearson panel the noise ceiling (`draw_noise_ceiling`).
+  """
+  names = report.get("headline_metrics") or list(metrics.HEADLINE_METRICS)
+  chance = report.get("chance_levels") or metrics.chance_levels(
+      report.get("top_fraction", metrics.DEFAULT_TOP_FRACTION))
+  times = np.asarray(report["times"], np.float64)
+  fig, axes = plt.subplots(1, len(names), figsize=(4.4 * len(names), 3.8),
+                           squeeze=False)
+  for ax, metric in zip(axes[0], names):
+    if metric == "pearson":
+      draw_noise_ceiling(ax, report)
+    for name, entry in report["methods"].items():
+      idx = np.asarray(entry["timescale_indices"], int)
+      summary = entry["metrics"][metric]
+      order = np.argsort(times[idx])
+      error = _as_float(summary.get("sem", summary["std"]))[order]
+      model = entry["kind"] == "model"
+      ax.errorbar(times[idx][order], _as_float(summary["mean"])[order],
+                  yerr=error, fmt="-o" if model else "--s", ms=4, capsize=2,
+                  label=name, lw=2 if model else 1.2)
+    if metric in chance:
+      ax.axhline(chance[metric], color="0.6", ls=":", lw=1,
+                 label="chance")
+    tau = report.get("tau_alpha")
+    if tau:
+      ax.axvline(tau, color="0.4", ls=":", lw=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("time t [τ]")
+    ax.set_title(f"{metric} (type A), mean ± s.e.", fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+  axes[0][0].legend(fontsize=7, loc="best")
+  where = " ".join(str(report[k]) for k in ("dataset", "split") if
+                  report.get(k))
+  fig.suptitle(f"{where + ': ' if where else ''}"
+               f"{report['n_configurations']} configurations, top "
+               f"{report.get('top_fraction', 0.1):.0%} mobile class",
+               fontsize=9)
+  fig.tight_layout()
+  return _save(fig, path)
+
+
+def paired_differences(report: dict, path: str) -> str:
+  """Model − baseline per timescale for each headline metric, ± 2 s.e.
+
+  One panel per headline metric; one line per (model, baseline) pair, its
+  error bars twice the standard error of the paired mean difference, so a
+  bar clear of zero is the report's "ahead by > 2 s.e." (evaluation.verdict).
+  """
+  names = report.get("headline_metrics") or list(metrics.HEADLINE_METRICS)
+  times = np.asarray(report["times"], np.float64)
+  fig, axes = plt.subplots(1, len(names), figsize=(4.4 * len(names), 3.8),
+                           squeeze=False)
+  for ax, metric in zip(axes[0], names):
+    for model, against in (report.get("comparisons") or {}).items():
+      for baseline, comparison in against.items():
+        idx = np.asarray(comparison["timescale_indices"], int)
+        if not idx.size:
+          continue
+        order = np.argsort(times[idx])
+        d = comparison[metric]
+        ax.errorbar(times[idx][order], _as_float(d["mean"])[order],
+                    yerr=2 * np.nan_to_num(_as_float(d["sem"])[order]),
+                    fmt="-o", ms=4, capsize=3,
+                    label=f"{model} − {baseline}")
+    ax.axhline(0.0, color="k", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("time t [τ]")
+    ax.set_title(f"{metric}: paired difference ± 2 s.e.", fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+  axes[0][0].legend(fontsize=7, loc="best")
+  fig.tight_layout()
   return _save(fig, path)
 
 

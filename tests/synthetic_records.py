@@ -50,6 +50,34 @@ def make_record(seed: int, n_particles: int = 128,
       n_runs=2)
 
 
+def with_noisy_halves(record: record_lib.ConfigurationRecord, signal,
+                      noise_std: float,
+                      seed: int) -> record_lib.ConfigurationRecord:
+  """`record` with a known signal measured by two noisy half-ensembles.
+
+  propensity_halves[h] = signal + independent N(0, noise_std²) per particle,
+  timescale and half; propensity = their mean (an even ensemble). So the
+  split-half reliability is var(s) / (var(s) + noise_std²) and the
+  Spearman-Brown ceiling sqrt(var(s) / (var(s) + noise_std² / 2)), with
+  var(s) over the particles of one timescale.
+
+  Args:
+    record: supplies the geometry, times and state point.
+    signal: [n_timescales, n_particles] float, σ_AA; keep it far enough above
+      0 that the halves stay non-negative (records refuse negative values).
+    noise_std: σ_AA, the noise of one half.
+    seed: random seed of the noise.
+  """
+  signal = np.asarray(signal, np.float64)
+  rng = np.random.default_rng(seed)
+  halves = signal[None] + rng.normal(scale=noise_std, size=(2,) +
+                                     signal.shape)
+  fields = record.as_dict()
+  fields.update(propensity=halves.mean(axis=0), propensity_halves=halves,
+                n_runs=2 * max(1, record.n_runs))
+  return record_lib.ConfigurationRecord.create(**fields)
+
+
 def make_records(n: int, seed: int = 0, **kwargs):
   """n records with seeds seed, seed + 1, ..."""
   return [make_record(seed + i, **kwargs) for i in range(n)]

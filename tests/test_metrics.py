@@ -136,6 +136,9 @@ def test_summarise_golden_with_nan():
   np.testing.assert_allclose(s.max, [5.0, 6.0])
   np.testing.assert_allclose(s.std, [math.sqrt(8 / 3), 2.0])
   assert s.count.tolist() == [3, 2]
+  # sem = std(ddof=1) / sqrt(n): 2 / sqrt(3) and sqrt(8) / sqrt(2).
+  np.testing.assert_allclose(s.sem, [2 / math.sqrt(3), 2.0])
+  assert math.isnan(metrics.summarise([[0.5]]).sem[0])
   all_nan = metrics.summarise(np.array([[np.nan], [np.nan]]))
   assert np.isnan(all_nan.mean[0]) and all_nan.count[0] == 0
   scalar = metrics.summarise([0.5, 0.7])

@@ -94,3 +94,64 @@ def test_propensity_slices_writes_one_panel_per_scored_quantity(tmp_path):
     sizes[j] = mimage.imread(path).shape
   # Timescale 1 has no "first_only" panel: 2 panels in a row instead of 3.
   assert sizes[1][1] < 0.8 * sizes[0][1]
+
+
+def _report(ceiling_known):
+  """A two-timescale report with one model and one baseline."""
+  summary = lambda m: {"mean": m, "std": [0.02, 0.02], "sem": [0.01, 0.01],
+                       "min": m, "max": m, "median": m, "count": [4, 4]}
+  method = lambda kind, m: {
+      "kind": kind, "timescale_indices": [0, 1],
+      "metrics": {"pearson": summary(m), "roc_auc": summary([0.8, 0.7]),
+                  "balanced_accuracy": summary([0.7, 0.6])}}
+  report = {
+      "times": [0.5, 2.0], "isf_levels": [0.7, 0.3679], "tau_alpha": 2.0,
+      "n_configurations": 4, "top_fraction": 0.1,
+      "headline_metrics": ["pearson", "roc_auc", "balanced_accuracy"],
+      "chance_levels": {"pearson": 0.0, "roc_auc": 0.5,
+                        "balanced_accuracy": 0.5},
+      "methods": {"gnn": method("model", [0.6, 0.5]),
+                  "softness": method("baseline", [0.5, 0.4])},
+      "noise_ceiling": {"known": False,
+                        "reason": "records lack propensity_halves"},
+      "comparisons": {"gnn": {"softness": {
+          "timescale_indices": [0, 1],
+          **{m: {"mean": [0.1, 0.1], "sem": [0.02, None],
+                 "n_sem": [5.0, None], "count": [4, 4]}
+             for m in ("pearson", "roc_auc", "balanced_accuracy")}}}},
+  }
+  if ceiling_known:
+    report["noise_ceiling"] = {
+        "known": True, "reason": None,
+        "ceiling": {"mean": [0.9, 0.8], "sem": [0.01, 0.01]}}
+  return report
+
+
+@pytest.mark.parametrize("known", [True, False])
+def test_noise_ceiling_is_drawn_when_known_else_noted(known):
+  fig, ax = plt.subplots()
+  assert plots.draw_noise_ceiling(ax, _report(known)) is known
+  if known:
+    (line,) = ax.get_lines()
+    assert line.get_linestyle() == "--"
+    np.testing.assert_allclose(line.get_xydata(), [[0.5, 0.9], [2.0, 0.8]])
+    assert not ax.texts
+  else:
+    assert not ax.get_lines()
+    assert ax.texts[0].get_text() == (
+        "noise ceiling unknown (records lack propensity_halves)")
+  plt.close(fig)
+
+
+@pytest.mark.parametrize("known", [True, False])
+def test_headline_and_difference_figures_are_written(tmp_path, known):
+  report = _report(known)
+  for function in (plots.pearson_vs_time, plots.headline_vs_time,
+                   plots.paired_differences):
+    path = function(report, str(tmp_path / f"{function.__name__}.png"))
+    with open(path, "rb") as f:
+      assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+  # Three panels side by side: about three times as wide as one.
+  wide = mimage.imread(str(tmp_path / "headline_vs_time.png")).shape[1]
+  one = mimage.imread(str(tmp_path / "pearson_vs_time.png")).shape[1]
+  assert wide > 1.8 * one
