@@ -88,10 +88,13 @@ def get_config() -> ml_collections.ConfigDict:
   config.evaluate = ml_collections.ConfigDict()
   config.evaluate.split = "test"
   config.evaluate.train_split = "train"   # where fitted baselines are fitted.
+  # symmetry_ridge and softness share their symmetry functions (computed
+  # once per configuration); "local_structure" is symmetry_ridge's old name.
   config.evaluate.baselines = ("potential_energy", "neighbour_count",
-                               "local_structure")
+                               "symmetry_ridge", "softness")
   # The mobile class: the 10 % most mobile type-A particles, for the
-  # accuracy / ROC-AUC metrics (Extended Data Fig. 1) and the particles
+  # ROC-AUC / balanced-accuracy headline metrics and the accuracy / overlap
+  # ones (Extended Data Fig. 1), and the particles
   # marked in the slice plots (Extended Data Figs. 4-6).
   config.evaluate.top_fraction = 0.1
   # Test configurations drawn as 2-D slices (one PNG per timescale each) and

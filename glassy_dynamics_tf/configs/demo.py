@@ -37,5 +37,5 @@ def get_config():
 
   # Every baseline; soft modes cost about a second per N = 1000 configuration.
   config.evaluate.baselines = ("potential_energy", "neighbour_count",
-                               "local_structure", "soft_modes")
+                               "symmetry_ridge", "softness", "soft_modes")
   return config
