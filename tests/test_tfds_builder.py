@@ -34,9 +34,9 @@ if str(REPO / "datasets") not in sys.path:
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from glassy_dynamics import glassy_dynamics_dataset_builder as gd
+import fixtures
 
-FIXTURE_PICKLE = REPO.parent / "shared" / "fixtures" / "deepmind" / (
-    "test_small.pickle")
+FIXTURE_PICKLE = pathlib.Path(fixtures.DEEPMIND_PICKLE)
 SPLITS = ("train", "validation", "test")
 
 
@@ -105,6 +105,14 @@ def assert_bit_identical(example, record):
     assert got.dtype == want.dtype, name
     assert got.shape == want.shape, name
     assert got.tobytes() == want.tobytes(), name
+  halves = example["propensity_halves"]
+  assert halves.dtype == np.float32
+  if record.propensity_halves is None:
+    # Unknown: an empty [0, T, n] (the builder's docstring).
+    assert halves.shape == (0,) + record.propensity.shape
+  else:
+    assert halves.shape == record.propensity_halves.shape
+    assert halves.tobytes() == record.propensity_halves.tobytes()
   for name, want in (("temperature", np.float32(record.temperature)),
                      ("pressure", np.float32(record.pressure)),
                      ("density", np.float32(record.density)),
@@ -135,6 +143,12 @@ def simulated(tmp_path_factory):
       overrides["pressure"] = math.nan
     if k % 4 == 1:
       overrides["isf_levels"] = None  # fixed times: NaN levels
+    if k % 2 == 0:
+      # Half-ensemble propensities whose mean is the propensity.
+      p = make_record(100 + k, 8 + 5 * k, n_timescales=1 + k % 4).propensity
+      spread = np.random.default_rng(k).uniform(-0.5, 0.5, p.shape)
+      overrides["propensity_halves"] = np.stack([p * (1 + spread),
+                                                 p * (1 - spread)])
     record = make_record(100 + k, 8 + 5 * k, n_timescales=1 + k % 4,
                          **overrides)
     npz_format.save_npz(record, str(root / "in" / name),
@@ -185,6 +199,46 @@ def test_features_document_shapes_and_units():
     doc = features[name].doc.desc
     assert "units" in doc, name
   assert "[n_timescales, n_particles]" in features["propensity"].doc.desc
+  halves = features["propensity_halves"]
+  assert halves.shape == (None, None, None) and halves.dtype == np.float32
+  assert "[2, n_timescales, n_particles]" in halves.doc.desc
+  assert "[0, n_timescales, n_particles] (empty) when unknown" in (
+      halves.doc.desc)
+
+
+def test_version_1_1_0_adds_propensity_halves():
+  assert str(gd.Builder.VERSION) == "1.1.0"
+  assert "propensity_halves" in gd.Builder.RELEASE_NOTES["1.1.0"]
+  record = make_record(0, 6, n_timescales=3)
+  example = gd.example_from_record("a.npz", record)
+  assert example["propensity_halves"].shape == (0, 3, 6)
+  halves = np.ones((2, 3, 6), np.float32)
+  example = gd.example_from_record(
+      "a.npz", make_record(0, 6, n_timescales=3, propensity_halves=halves))
+  assert example["propensity_halves"] is not None
+  np.testing.assert_array_equal(example["propensity_halves"], halves)
+
+
+def test_evaluation_reads_the_halves_back_into_records(simulated):
+  # The evaluation's reader (evaluation.load_split) turns the feature back
+  # into record.propensity_halves: the array, or None for an empty one.
+  from glassy_dynamics_tf import evaluation  # pylint: disable=g-import-not-at-top
+  root, records, _ = simulated
+  seen = 0
+  for split in SPLITS:
+    ids, got = evaluation.load_split("glassy_dynamics/simulated", split,
+                                     data_dir=str(root / "data"))
+    for rid, record in zip(ids, got):
+      want = records[rid]
+      # Scalars come back as float32 (the features'); the arrays exactly.
+      for name in record_lib.ARRAY_FIELDS + record_lib.OPTIONAL_ARRAY_FIELDS:
+        mine, theirs = getattr(record, name), getattr(want, name)
+        if theirs is None:
+          assert mine is None, (rid, name)
+        else:
+          assert mine.tobytes() == theirs.tobytes(), (rid, name)
+      seen += want.propensity_halves is not None
+  assert seen == 6
 
 
 # ----------------------------------------------------------------------------
@@ -293,7 +347,7 @@ def test_corrupt_file_stops_the_build_naming_it(tmp_path, bad):
   assert "glassy_dynamics/simulated" in message
   assert "not a readable .npz" in message  # the reason
   assert not (tmp_path / "data" / "glassy_dynamics" / "simulated" /
-              "1.0.0").exists()
+              str(gd.Builder.VERSION)).exists()
 
 
 def test_malformed_record_names_the_field(tmp_path):
@@ -442,8 +496,9 @@ def test_rerun_after_interrupted_build_gives_the_same_files(tmp_path):
   (tmp_path / "in" / "configuration_00007.npz").write_bytes(good)
   build(config_for(tmp_path / "in"), tmp_path / "data")  # re-run, same dir
   build(config_for(tmp_path / "in"), tmp_path / "clean")
-  rerun = tmp_path / "data" / "glassy_dynamics" / "simulated" / "1.0.0"
-  clean = tmp_path / "clean" / "glassy_dynamics" / "simulated" / "1.0.0"
+  version = str(gd.Builder.VERSION)
+  rerun = tmp_path / "data" / "glassy_dynamics" / "simulated" / version
+  clean = tmp_path / "clean" / "glassy_dynamics" / "simulated" / version
   shards = sorted(p.name for p in clean.glob("*.tfrecord*"))
   assert shards and shards == sorted(p.name for p in rerun.glob("*tfrecord*"))
   for name in shards:

@@ -34,6 +34,16 @@ Only such datasets can see a file change split when files are added (once
 every split fills on its own, the rule no longer applies). With fewer files
 than splits the build stops with an error naming the config and the count.
 
+Optional half-ensemble propensities (version 1.1.0): TFDS features have one
+spec for every example, so `propensity_halves` is always present, with a
+leading dimension that says whether the record had it: [2, T, n] (the mean
+over the even-indexed and over the odd-indexed runs, `record.propensity_halves`)
+or an empty [0, T, n] when the record does not know it (the published data,
+older simulations, one run). An empty tensor costs a few bytes, where a
+NaN-filled [2, T, n] would triple the size of such examples, and a reader
+cannot mistake it for data. `evaluation.propensity_halves_of_example` turns
+the feature back into the record's field (None for [0, T, n]).
+
 Bad files: a corrupt, truncated or malformed file stops the build with an
 error naming the file and the reason. With the config field
 `skip_bad_files=True` (CLI: `--config '{"name": "demo", "skip_bad_files":
@@ -318,12 +328,18 @@ def _npz_record_from_bytes(payload: bytes,
 def example_from_record(
     name: str, record: record_lib.ConfigurationRecord) -> Dict[str, Any]:
   """The TFDS example (see `Builder._info`) of one record."""
+  halves = record.propensity_halves
+  if halves is None:
+    # Unknown: an empty [0, T, n] (module docstring, "Optional half-ensemble
+    # propensities").
+    halves = np.zeros((0,) + record.propensity.shape, np.float32)
   return {
       "id": name,
       "positions": record.positions,
       "types": record.types,
       "box": record.box,
       "propensity": record.propensity,
+      "propensity_halves": halves,
       "times": record.times,
       "isf_levels": record.isf_levels,
       "temperature": np.float32(record.temperature),
@@ -411,9 +427,14 @@ def _deepmind_root(root: epath.Path,
 class Builder(tfds.core.GeneratorBasedBuilder):
   """DatasetBuilder for glassy_dynamics: one example per configuration."""
 
-  VERSION = tfds.core.Version("1.0.0")
+  VERSION = tfds.core.Version("1.1.0")
   RELEASE_NOTES = {
       "1.0.0": "Initial release.",
+      "1.1.0": ("New feature `propensity_halves` [2, n_timescales, "
+                "n_particles] float32 (even-run and odd-run propensities, "
+                "for the split-half noise ceiling of the evaluation), empty "
+                "[0, n_timescales, n_particles] when a record lacks it. "
+                "Every other feature is unchanged."),
   }
   MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
   BUILDER_CONFIGS = [
@@ -496,6 +517,13 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             shape=(None, None), dtype=np.float32, encoding="bytes",
             doc=("[n_timescales, n_particles] float32, σ_AA units: mean over "
                  "isoconfigurational runs of |r_i(t) - r_i(0)|, unwrapped.")),
+        "propensity_halves": tfds.features.Tensor(
+            shape=(None, None, None), dtype=np.float32, encoding="bytes",
+            doc=("[2, n_timescales, n_particles] float32, σ_AA units: the "
+                 "propensity of the even-indexed runs ([0]) and of the "
+                 "odd-indexed runs ([1]), whose agreement gives the noise "
+                 "ceiling; [0, n_timescales, n_particles] (empty) when "
+                 "unknown.")),
         "times": tfds.features.Tensor(
             shape=(None,), dtype=np.float32,
             doc="[n_timescales] float32, τ units, times of the propensities."),

@@ -7,11 +7,13 @@ Run from the repository root:
 Writes (about 120 KB in all, deterministic contents):
 
   dummy_data/configuration_*.npz   6 of our files (save_npz), 20-40 particles,
-                                   2 timescales; read by `demo`/`simulated`.
+                                   2 timescales, the 1st and 4th with
+                                   propensity_halves; read by
+                                   `demo`/`simulated`.
   dummy_data/public_dataset/temperature_044/{train,test}/aggregated_*.pickle
   dummy_data/temperature_{047,050,056}/{train,test}/aggregated_data_*.pickle
                                    DeepMind-style pickles in the published
-                                   format (../shared/fixtures/deepmind/
+                                   format (tests/fixtures/deepmind/
                                    README.md): a plain pickle (protocol 3) of
                                    a dict of numpy arrays, lists and a
                                    metadata dict, 10 timescales.
@@ -92,13 +94,23 @@ def write_npz_files() -> None:
     rng = np.random.default_rng(100 + k)
     n = 20 + 4 * k  # variable n_particles: 20 ... 40.
     positions, types, box = _configuration(rng, n)
+    propensity = rng.uniform(0.0, 1.0, size=(2, n))
+    halves = None
+    if k % 3 == 0:
+      # Two files with half-ensemble propensities (builder version 1.1.0)
+      # whose mean is the propensity; their own generator leaves the other
+      # files as they were.
+      spread = np.random.default_rng(200 + k).uniform(-0.5, 0.5, (2, n))
+      halves = np.stack([propensity * (1 + spread),
+                         propensity * (1 - spread)])
     record = record_lib.ConfigurationRecord.create(
         positions=positions,
         types=types,
         box=box,
         times=[0.13, 1.5],
         isf_levels=[0.9, 0.5],
-        propensity=rng.uniform(0.0, 1.0, size=(2, n)),
+        propensity=propensity,
+        propensity_halves=halves,
         temperature=0.9,
         # Half the files with an unknown pressure (NaN), as NVT runs.
         pressure=math.nan if k % 2 else 6.3,
