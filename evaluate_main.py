@@ -85,10 +85,13 @@ def main(argv):
   baseline_names = (config.evaluate.baselines if _BASELINES.value is None
                     else _BASELINES.value)
   for name in baseline_names:
-    try:
-      baselines.canonical_name(name)  # deprecated names are mapped
-    except baselines.BaselineError as e:
-      raise app.UsageError(f"--baselines: {e}") from e
+    # Deprecated names pass (evaluation.run maps them, logging a note).
+    if name not in baselines.BASELINES and (
+        name not in baselines.DEPRECATED_NAMES):
+      raise app.UsageError(
+          f"--baselines: unknown baseline '{name}'; known: "
+          f"{sorted(baselines.BASELINES)} (deprecated: "
+          f"{sorted(baselines.DEPRECATED_NAMES)})")
   try:
     evaluation.run(
         models=_split_list(_MODEL.value), datasets=datasets,

@@ -131,14 +131,15 @@ def _report(ceiling_known):
 def test_noise_ceiling_is_drawn_when_known_else_noted(known):
   fig, ax = plt.subplots()
   assert plots.draw_noise_ceiling(ax, _report(known)) is known
+  (line,) = ax.get_lines()
   if known:
-    (line,) = ax.get_lines()
     assert line.get_linestyle() == "--"
     np.testing.assert_allclose(line.get_xydata(), [[0.5, 0.9], [2.0, 0.8]])
-    assert not ax.texts
+    assert line.get_label().startswith("noise ceiling sqrt(")
   else:
-    assert not ax.get_lines()
-    assert ax.texts[0].get_text() == (
+    # No line: a legend entry carries the reason.
+    assert line.get_xydata().size == 0
+    assert line.get_label() == (
         "noise ceiling unknown (records lack propensity_halves)")
   plt.close(fig)
 
