@@ -41,7 +41,7 @@ random), particles on a simple-cubic lattice of spacing ρ^(-1/3) = 0.941 σ
 each displaced uniformly by up to ±0.3 spacing per axis. The minimum
 separation is then >= 0.4 spacing = 0.38 σ, and there are 39.3 edges per
 particle (self-loop included) against 40.8 in the authors' T = 0.44
-configuration (the golden file of ../shared/fixtures/deepmind); ±0.15 would
+configuration (tests/fixtures/deepmind/t044_s09_golden.npz); ±0.15 would
 keep particles 0.66 σ apart but leave only 36 edges, since the lattice's
 fifth shell (2.24 spacings) lies outside 2.0 σ. Structure does not matter
 for timing, only the number of neighbours does.

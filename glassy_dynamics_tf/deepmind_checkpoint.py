@@ -16,7 +16,8 @@ Every other checkpoint variable must map onto one of ours with the same
 shape, and every one of ours must be in the checkpoint; anything else is an
 error naming the variable. The architecture facts (edge direction,
 self-loops, concatenation order, sum aggregation) are measured in
-../shared/fixtures/deepmind/README.md; the golden test pins the import.
+tests/fixtures/deepmind/README.md; the golden test pins the import. The
+checkpoint t044_s09 ships with the package (pretrained/t044_s09/).
 """
 
 import re
@@ -175,7 +176,7 @@ def load_deepmind_checkpoint(path: str) -> ImportedCheckpoint:
 
   Args:
     path: checkpoint prefix, e.g.
-      `../shared/fixtures/deepmind/checkpoints/t044_s09.ckpt`.
+      `glassy_dynamics_tf/pretrained/t044_s09/t044_s09.ckpt`.
 
   Returns:
     ImportedCheckpoint(network, config, n_outputs). Feed the network graphs

@@ -1,7 +1,5 @@
 """Import of the published TF1 checkpoint t044_s09 (golden predictions)."""
 
-import os
-
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -11,17 +9,11 @@ from glassy_dynamics_tf import deepmind_checkpoint
 from glassy_dynamics_tf import graphs
 from glassy_dynamics_tf import model
 
-FIXTURES = os.path.normpath(os.path.join(
-    os.path.dirname(__file__), os.pardir, os.pardir, "shared", "fixtures",
-    "deepmind", "checkpoints"))
-if not os.path.isdir(FIXTURES):
-  FIXTURES = "/work/shared/fixtures/deepmind/checkpoints"
-CHECKPOINT = os.path.join(FIXTURES, "t044_s09.ckpt")
-GOLDEN = os.path.join(FIXTURES, "t044_s09_golden.npz")
+import fixtures
 
-pytestmark = pytest.mark.skipif(
-    not os.path.exists(CHECKPOINT + ".index"),
-    reason=f"published checkpoint fixture not found at {CHECKPOINT}")
+# In the repository (tests/fixtures/__init__.py): a missing file fails.
+CHECKPOINT = fixtures.T044_S09_CHECKPOINT
+GOLDEN = fixtures.T044_S09_GOLDEN
 
 
 @pytest.fixture(scope="module")

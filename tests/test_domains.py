@@ -23,11 +23,11 @@ from glassy_dynamics_tf import prediction
 from glassy_dynamics_tf.configs import demo
 from glassy_dynamics_tf.io import record as record_lib
 
+import fixtures
 import synthetic_records
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CHECKPOINT = os.path.join(ROOT, "..", "shared", "fixtures", "deepmind",
-                          "checkpoints", "t044_s09.ckpt")
+CHECKPOINT = fixtures.T044_S09_CHECKPOINT
 MARGIN = domains.HALO_MARGIN
 
 

@@ -17,13 +17,13 @@ from glassy_dynamics_tf import prediction
 from glassy_dynamics_tf import training
 from glassy_dynamics_tf.configs import smoke
 
+import fixtures
 import synthetic_records
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FIXTURES = os.path.join(ROOT, "..", "shared", "fixtures", "deepmind")
-CHECKPOINT = os.path.join(FIXTURES, "checkpoints", "t044_s09.ckpt")
-GOLDEN = os.path.join(FIXTURES, "checkpoints", "t044_s09_golden.npz")
-PICKLE = os.path.join(FIXTURES, "test_small.pickle")
+CHECKPOINT = fixtures.T044_S09_CHECKPOINT
+GOLDEN = fixtures.T044_S09_GOLDEN
+PICKLE = fixtures.DEEPMIND_PICKLE
 
 
 @pytest.fixture(name="trained", scope="module")

@@ -12,9 +12,9 @@ from glassy_dynamics_tf import periodic
 from glassy_dynamics_tf.io import deepmind_pickle
 from glassy_dynamics_tf.io import npz_format
 
-FIXTURE = os.path.join(
-    os.path.dirname(__file__), "..", "..", "shared", "fixtures", "deepmind",
-    "test_small.pickle")
+import fixtures
+
+FIXTURE = fixtures.DEEPMIND_PICKLE
 
 
 def _raw_fixture():

@@ -1,7 +1,7 @@
 """Safe reader for the authors' published data (one pickle per configuration).
 
 The published files (deepmind-research, `glassy_dynamics/`; format described in
-../shared/fixtures/deepmind/README.md) are Python pickles. A pickle is a
+tests/fixtures/deepmind/README.md) are Python pickles. A pickle is a
 program: loading one with `pickle.load` can call any importable function. We
 therefore unpickle through `RestrictedUnpickler`, which resolves only the few
 globals that numpy arrays and dtypes are rebuilt from. Everything else

@@ -16,13 +16,13 @@ from glassy_dynamics_tf.analysis import common
 from glassy_dynamics_tf.io import record as record_lib
 from glassy_dynamics_tf.simulation import kob_andersen as ka
 
+import fixtures
 import synthetic_records
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
-FIXTURES = os.path.join(ROOT, "..", "shared", "fixtures", "deepmind")
-CHECKPOINT = os.path.join(FIXTURES, "checkpoints", "t044_s09.ckpt")
-GOLDEN = os.path.join(FIXTURES, "checkpoints", "t044_s09_golden.npz")
+CHECKPOINT = fixtures.T044_S09_CHECKPOINT
+GOLDEN = fixtures.T044_S09_GOLDEN
 
 
 def _write_npz(directory, n=2, n_particles=150):

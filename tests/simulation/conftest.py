@@ -2,14 +2,20 @@
 pytest.ini)."""
 
 import os
+import sys
 
 import numpy as np
 import pytest
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
-DEEPMIND_PICKLE = os.path.join(os.path.dirname(REPO_ROOT), "shared",
-                               "fixtures", "deepmind", "test_small.pickle")
+TESTS = os.path.join(REPO_ROOT, "tests")
+if TESTS not in sys.path:  # for tests/fixtures
+  sys.path.insert(0, TESTS)
+
+import fixtures  # pylint: disable=wrong-import-position
+
+DEEPMIND_PICKLE = fixtures.DEEPMIND_PICKLE
 
 
 @pytest.fixture(scope="session")
