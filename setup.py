@@ -2,7 +2,7 @@
 
 import setuptools
 
-# Versions verified together on Python 3.11 (../shared/DESIGN.md, "Verified
+# Versions verified together on Python 3.11 (the design notes' "Verified
 # stack"). tf-keras pulls in the `tensorflow` wheel, which runs on CPU; on a
 # GPU machine install `tensorflow[and-cuda]==2.21.0` beside it.
 INSTALL_REQUIRES = [
@@ -46,7 +46,10 @@ setuptools.setup(
     python_requires=">=3.10",
     packages=setuptools.find_packages(include=["glassy_dynamics_tf",
                                                "glassy_dynamics_tf.*"]),
-    package_data={"glassy_dynamics_tf": ["configs/*.py"]},
+    # pretrained/NAME/: model cards, SavedModels and the published TF1
+    # checkpoint, so that an installed package predicts without training.
+    package_data={"glassy_dynamics_tf": ["configs/*.py",
+                                         "pretrained/**/*"]},
     py_modules=["simulate_main", "train_main", "evaluate_main",
                 "predict_main", "analyze_main"],
     install_requires=INSTALL_REQUIRES,

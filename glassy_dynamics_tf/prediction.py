@@ -2,6 +2,7 @@
 
 ```
  --model  SavedModel dir │ train workdir │ TF1 checkpoint prefix (2020 release)
+          │ pretrained model name (pretrained/: t044_s09, demo, ...)
             │ load_predictor                 │ deepmind_checkpoint + PropensityPredictor
             ▼                                ▼
         Predictor(positions [n,3], types [n], box [3]) -> [n, n_outputs]
@@ -26,6 +27,7 @@ import tensorflow as tf
 
 from glassy_dynamics_tf import domains
 from glassy_dynamics_tf import io as io_lib
+from glassy_dynamics_tf import pretrained
 from glassy_dynamics_tf import training
 from glassy_dynamics_tf.io import record as record_lib
 
@@ -142,22 +144,62 @@ def is_tf1_checkpoint(path: str) -> bool:
   return tf.io.gfile.exists(path + ".index")
 
 
-def load_predictor(path: str, times: Optional[Sequence[float]] = None
+def resolve_model(model: str,
+                  pretrained_root: str = pretrained.PRETRAINED_DIR
+                  ) -> Tuple[str, Optional[pretrained.Entry]]:
+  """What --model names: (path, None) for an existing path, or (asset path,
+  entry) for a pretrained model name.
+
+  A path wins over a name (a directory `demo/` in the working directory is
+  loaded, not the pretrained `demo`).
+
+  Raises:
+    PredictionError: a name that is unknown or whose files are missing
+      (the message lists the known names or says how to produce the model).
+  """
+  if (tf.io.gfile.exists(model) or is_tf1_checkpoint(model) or
+      not pretrained.looks_like_name(model)):
+    return model, None
+  try:
+    entry = pretrained.get(model, pretrained_root)
+  except pretrained.PretrainedError as e:
+    raise PredictionError(f"--model {model}: not a file or directory, and {e}"
+                          ) from e
+  return entry.asset_path, entry
+
+
+def load_predictor(path: str, times: Optional[Sequence[float]] = None,
+                   pretrained_root: str = pretrained.PRETRAINED_DIR
                    ) -> Predictor:
-  """Loads a SavedModel, a train workdir's SavedModel or a TF1 checkpoint.
+  """Loads a SavedModel, a train workdir's SavedModel, a TF1 checkpoint, or
+  a pretrained model by name.
 
   Args:
-    path: SavedModel directory, train workdir (holding saved_model/), or a
-      published TF1 checkpoint prefix such as
-      ../shared/fixtures/deepmind/checkpoints/t044_s09.ckpt.
+    path: SavedModel directory, train workdir (holding saved_model/), a
+      published TF1 checkpoint prefix such as .../t044_s09.ckpt, or the name
+      of a pretrained model (`pretrained.list_models()`, e.g. t044_s09).
     times: for a TF1 checkpoint, the time (τ units) of each output; the
-      checkpoint does not store it (NaN if not given).
+      checkpoint does not store it (default: the model card's times for a
+      pretrained model, else NaN).
+    pretrained_root: where names are looked up (tests use their own).
 
   Raises:
     PredictionError: nothing loadable at `path`.
   """
+  path, entry = resolve_model(path, pretrained_root)
+  if entry is not None and times is None and entry.card is not None:
+    times = entry.card.times
   if is_tf1_checkpoint(path):
-    return _load_tf1_checkpoint(path, times)
+    predictor = _load_tf1_checkpoint(path, times)
+  else:
+    predictor = _load_saved_model(path)
+  if entry is not None:
+    predictor.metadata["pretrained_model"] = entry.name
+    predictor.source = f"pretrained model {entry.name} ({path})"
+  return predictor
+
+
+def _load_saved_model(path: str) -> Predictor:
   for candidate in (path, os.path.join(path, training.SAVED_MODEL_DIR)):
     if tf.io.gfile.exists(os.path.join(candidate, "saved_model.pb")):
       loaded = tf.saved_model.load(candidate)
@@ -179,8 +221,9 @@ def load_predictor(path: str, times: Optional[Sequence[float]] = None
                        num_recurrences)
   raise PredictionError(
       f"--model {path}: neither a SavedModel directory, a train workdir with "
-      f"{training.SAVED_MODEL_DIR}/saved_model.pb, nor a TF1 checkpoint "
-      f"prefix ({path}.index)")
+      f"{training.SAVED_MODEL_DIR}/saved_model.pb, a TF1 checkpoint "
+      f"prefix ({path}.index), nor a pretrained model name "
+      f"({', '.join(pretrained.names())})")
 
 
 def receptive_field_from_metadata(metadata: Dict[str, Any]

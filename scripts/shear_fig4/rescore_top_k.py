@@ -19,8 +19,7 @@ from glassy_dynamics_tf.simulation import shear
 runs, out, k = sys.argv[1], sys.argv[2], int(sys.argv[3])
 paths = sorted(p for p in glob.glob(os.path.join(runs, "*.npz"))
                if not p.endswith(".checkpoint.npz"))
-t044 = prediction.load_predictor(
-    "../shared/fixtures/deepmind/checkpoints/t044_s09.ckpt")
+t044 = prediction.load_predictor("t044_s09")  # the pretrained model
 demo = prediction.load_predictor("demo_output/gnn")
 predictors = {
     "t044_s09": shear_study.model_score_fn(t044.predict, 0),
