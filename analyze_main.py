@@ -47,6 +47,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from glassy_dynamics_tf import console  # First: quiets TensorFlow's start-up.
 from glassy_dynamics_tf import evaluation
 from glassy_dynamics_tf import graphs
 from glassy_dynamics_tf.analysis import common

@@ -24,6 +24,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from glassy_dynamics_tf import console  # First: quiets TensorFlow's start-up.
 from glassy_dynamics_tf.simulation import driver
 
 _CONFIG = config_flags.DEFINE_config_file(

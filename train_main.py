@@ -18,7 +18,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from glassy_dynamics_tf import console
+from glassy_dynamics_tf import console  # First: quiets TensorFlow's start-up.
 from glassy_dynamics_tf import input_pipeline
 from glassy_dynamics_tf import training
 
