@@ -112,7 +112,7 @@ def _predict():
   xyz = None if xyz.lower() == "none" else xyz
   prediction.write_outputs(record, propensity, predictor, _OUTPUT.value, xyz)
   print(f"{record.n_particles} particles, {propensity.shape[1]} timescale(s) "
-        f"{predictor.times.tolist()}: {_OUTPUT.value}" +
+        f"{[float(f'{t:.6g}') for t in predictor.times]} τ: {_OUTPUT.value}" +
         (f", {xyz}" if xyz else ""))
 
 

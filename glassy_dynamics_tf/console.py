@@ -60,10 +60,14 @@ class _LibraryInfoFilter(std_logging.Filter):
 
 
 def quiet_library_logs() -> None:
-  """Installs the filter on absl's handler (idempotent)."""
-  handler = logging.get_absl_handler()
-  if not any(isinstance(f, _LibraryInfoFilter) for f in handler.filters):
-    handler.addFilter(_LibraryInfoFilter())
+  """Installs the filter on absl's handler and on the handler TensorFlow
+  gives its own logger when it is imported before absl configures logging
+  (it prints "INFO:tensorflow:Assets written to: ..."); idempotent."""
+  handlers = [logging.get_absl_handler()]
+  handlers += std_logging.getLogger("tensorflow").handlers
+  for handler in handlers:
+    if not any(isinstance(f, _LibraryInfoFilter) for f in handler.filters):
+      handler.addFilter(_LibraryInfoFilter())
 
 
 # ------------------------------------------------------ native banners ---
