@@ -18,6 +18,7 @@ import pytest
 
 from glassy_dynamics_tf import prediction
 from glassy_dynamics_tf import pretrained
+from glassy_dynamics_tf import training
 from glassy_dynamics_tf.configs import smoke
 
 import fixtures
@@ -124,6 +125,17 @@ def test_registered_saved_model_loads_by_name_and_predicts_the_same(
     pretrained.register_saved_model(
         "tiny2", exported.path, report, summary="x", source="x",
         method="gnn", root=root)
+
+
+def test_card_values_are_strict_json(tmp_path):
+  card = pretrained.ModelCard(
+      name="x", kind="saved_model", asset="saved_model", summary="s",
+      source="s", licence="Apache-2.0", data={},
+      state_point={"temperature": float("nan")},
+      timescales=[pretrained.Timescale(1.0, None)])
+  with pytest.raises(pretrained.PretrainedError, match="use None"):
+    pretrained.write_model_card(card, str(tmp_path))
+  assert pretrained.SAVED_MODEL_DIR == training.SAVED_MODEL_DIR
 
 
 def test_bad_registrations_name_the_problem(tmp_path):

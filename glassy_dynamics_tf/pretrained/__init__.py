@@ -347,8 +347,14 @@ def render_model_card(card: ModelCard) -> str:
 def write_model_card(card: ModelCard, directory: str) -> None:
   """Writes model_card.json and MODEL_CARD.md into `directory`."""
   os.makedirs(directory, exist_ok=True)
-  for name, text in ((CARD_JSON, json.dumps(card.to_json_dict(), indent=2,
-                                            ensure_ascii=False) + "\n"),
+  try:
+    # Strict JSON: NaN or Infinity would not parse elsewhere.
+    card_json = json.dumps(card.to_json_dict(), indent=2, ensure_ascii=False,
+                           allow_nan=False) + "\n"
+  except ValueError as e:
+    raise PretrainedError(f"model card of '{card.name}': {e} (use None for "
+                          f"unknown values)") from e
+  for name, text in ((CARD_JSON, card_json),
                      (CARD_MD, render_model_card(card))):
     tmp = os.path.join(directory, name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
@@ -383,6 +389,13 @@ def timescales_from_report(report: Mapping[str, Any], method: str,
                           f"Pearson (metrics.pearson.mean/std, "
                           f"timescale_indices, times, isf_levels): {e!r}") from e
   return out
+
+
+def _finite_or_none(x) -> Optional[float]:
+  """A config value as a JSON number: NaN (unset) and None become None."""
+  if x is None or not isinstance(x, (int, float)) or not math.isfinite(x):
+    return None
+  return float(x)
 
 
 def register_saved_model(name: str, saved_model: str,
@@ -459,8 +472,8 @@ def register_saved_model(name: str, saved_model: str,
   card = ModelCard(
       name=name, kind="saved_model", asset=SAVED_MODEL_DIR, summary=summary,
       source=source, licence=licence, data=card_data,
-      state_point={k: sim.get(k) for k in ("temperature", "density",
-                                           "pressure")},
+      state_point={k: _finite_or_none(sim.get(k))
+                   for k in ("temperature", "density", "pressure")},
       timescales=timescales, evaluation=evaluation, notes=notes)
   directory = os.path.join(root, name)
   target = os.path.join(directory, SAVED_MODEL_DIR)
