@@ -34,6 +34,9 @@ EXTRAS_REQUIRE = {
     # predict_main.py / prediction.read_configuration: extended XYZ and
     # LAMMPS data/dump inputs.
     "io": ["ase>=3.23"],
+    # simulate_main.py --dask_scheduler / --cluster=slurm|pbs|sge|lsf
+    # (glassy_dynamics_tf/simulation/cluster.py, docs/CLUSTER.md).
+    "cluster": ["dask[distributed]>=2024.1", "dask-jobqueue>=0.8.5"],
 }
 EXTRAS_REQUIRE["all"] = sorted({p for v in EXTRAS_REQUIRE.values() for p in v})
 

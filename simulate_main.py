@@ -10,6 +10,10 @@ Examples:
   # Propensity of your own (or the authors') configuration:
   python simulate_main.py --initial_configuration=conf.pickle \
       --n_runs=30 --isf_levels=0.9,0.5 --output_dir=/tmp/mine
+  # On a running Dask scheduler, or on Slurm jobs it starts (docs/CLUSTER.md):
+  python simulate_main.py ... --dask_scheduler=tcp://HOST:8786
+  python simulate_main.py ... --cluster=slurm --cluster_jobs=8 \
+      --cluster_cores=32 --cluster_memory=32GB --cluster_walltime=48:00:00
 
 Flags override the `simulation` section of --config (default: the paper's
 configs/default.py). Re-running the same command resumes an interrupted run.
@@ -25,6 +29,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from glassy_dynamics_tf import console  # First: quiets TensorFlow's start-up.
+from glassy_dynamics_tf.simulation import cluster
 from glassy_dynamics_tf.simulation import driver
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -59,6 +64,27 @@ flags.DEFINE_enum("accelerator", None, ["opt", "none"], "LAMMPS pair style "
 flags.DEFINE_float("isf_wavenumber", None, "Wave number q (σ_AA⁻¹) of the "
                    "self-ISF; default 7.25·(ρ/1.2)^(1/3) with each "
                    "configuration's density.")
+flags.DEFINE_string("cluster", "local", "Where the chains and runs execute: "
+                    "local (a process pool on this host) or a batch system "
+                    f"through dask-jobqueue: {sorted(cluster.JOBQUEUE_CLUSTERS)}"
+                    ". See docs/CLUSTER.md.")
+flags.DEFINE_string("dask_scheduler", None, "Address of a running Dask "
+                    "scheduler (tcp://HOST:8786) whose workers run the tasks; "
+                    "excludes a batch --cluster.")
+flags.DEFINE_integer("cluster_cores", 1, "Batch clusters: cores per job, each "
+                     "a single-threaded Dask worker (one MD run at a time).")
+flags.DEFINE_string("cluster_memory", "4GB", "Batch clusters: memory per job.")
+flags.DEFINE_string("cluster_walltime", "24:00:00", "Batch clusters: job time "
+                    "limit, HH:MM:SS; longer than the longest single run.")
+flags.DEFINE_integer("cluster_jobs", 1, "Batch clusters: jobs to keep running.")
+flags.DEFINE_string("cluster_queue", None, "Batch clusters: partition/queue.")
+flags.DEFINE_string("cluster_account", None, "Batch clusters: account/project "
+                    "to charge.")
+flags.DEFINE_list("cluster_job_extra", [], "Batch clusters: extra scheduler "
+                  "directives, comma-separated (e.g. --qos=long).")
+flags.DEFINE_bool("soft_modes", False, "Also compute the soft-modes baseline "
+                  "of every record, one task per configuration on the same "
+                  "workers, into OUTPUT_DIR/soft_modes/ (resumable).")
 FLAGS = flags.FLAGS
 
 _KNOWN = {f.name for f in dataclasses.fields(driver.SimulationSpec)}
@@ -105,16 +131,38 @@ def build_spec() -> driver.SimulationSpec:
   return driver.SimulationSpec(**sim)
 
 
+def cluster_options() -> cluster.ClusterOptions:
+  """The ClusterOptions of the --cluster* flags (validated)."""
+  options = cluster.ClusterOptions(
+      cluster=FLAGS.cluster, dask_scheduler=FLAGS.dask_scheduler,
+      num_workers=FLAGS.num_workers, cores=FLAGS.cluster_cores,
+      memory=FLAGS.cluster_memory, walltime=FLAGS.cluster_walltime,
+      jobs=FLAGS.cluster_jobs, queue=FLAGS.cluster_queue,
+      account=FLAGS.cluster_account, job_extra=tuple(FLAGS.cluster_job_extra))
+  options.validate()
+  return options
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.INFO)
   try:
     spec = build_spec()
-    driver.simulate(spec, FLAGS.output_dir,
-                    initial_configuration=FLAGS.initial_configuration,
-                    num_workers=FLAGS.num_workers, log=logging.info)
-  except driver.SimulationInputError as e:
+    options = cluster_options()
+    # Bad settings fail before a cluster is started (the driver validates
+    # again, harmlessly).
+    if not FLAGS.initial_configuration:
+      spec.validate()
+    with cluster.make_executor(options) as executor:
+      paths = driver.simulate(spec, FLAGS.output_dir,
+                              initial_configuration=FLAGS.initial_configuration,
+                              log=logging.info, executor=executor)
+      if FLAGS.soft_modes:
+        cluster.compute_soft_modes(
+            paths, os.path.join(FLAGS.output_dir, "soft_modes"), executor,
+            log=logging.info)
+  except (driver.SimulationInputError, cluster.ClusterError) as e:
     raise app.UsageError(str(e)) from e
 
 

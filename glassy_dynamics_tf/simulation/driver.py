@@ -40,15 +40,16 @@ every result is a deterministic function of the settings and `--seed`
 after SIGKILL at any moment skips what exists and recomputes the rest, so
 the final files equal those of an uninterrupted run, with nothing lost or
 duplicated. Runs of one ensemble are independent and execute in parallel
-worker processes (multiprocessing 'spawn'; workers die with the driver), as
-do independent preparation chains (`n_chains`). Results do not depend on the
-number of workers.
+through an executor (cluster.py): by default a local pool of worker
+processes (multiprocessing 'spawn'; workers die with the driver), or the
+workers of a Dask cluster; so do independent preparation chains
+(`n_chains`). A run's result comes back to this process, which writes it;
+results do not depend on the number or kind of workers.
 """
 
 import dataclasses
 import json
 import math
-import multiprocessing
 import os
 import shutil
 import sys
@@ -61,6 +62,7 @@ from glassy_dynamics_tf import io as io_lib
 from glassy_dynamics_tf import periodic
 from glassy_dynamics_tf.io import npz_format
 from glassy_dynamics_tf.io import record as record_lib
+from glassy_dynamics_tf.simulation import cluster as cluster_lib
 from glassy_dynamics_tf.simulation import engine
 from glassy_dynamics_tf.simulation import isf as isf_lib
 from glassy_dynamics_tf.simulation import kob_andersen as ka
@@ -219,47 +221,21 @@ def load_initial_configuration(path: str) -> record_lib.ConfigurationRecord:
 # -- worker side ----------------------------------------------------------------
 
 
-class _LazyPool:
-  """A 'spawn' process pool created on first use, terminated by close()."""
-
-  def __init__(self, num_workers: int):
-    self._num_workers = num_workers
-    self._pool = None
-
-  def get(self):
-    if self._pool is None:
-      self._pool = multiprocessing.get_context("spawn").Pool(
-          self._num_workers, initializer=_worker_init)
-    return self._pool
-
-  def close(self) -> None:
-    if self._pool is not None:
-      self._pool.terminate()
-      self._pool.join()
-      self._pool = None
-
-
 def _prepare_chain(task) -> tuple:
-  """Pool task: one preparation chain; progress goes to stderr."""
+  """Pool task: one preparation chain; progress goes to stderr.
+
+  It writes its checkpoints under work_dir as it goes, and the driver reads
+  them back, so on a cluster the output directory must be shared.
+  """
   settings, n_configurations, work_dir = task
+  output_dir = os.path.dirname(os.path.dirname(work_dir))
+  cluster_lib.check_visible(os.path.join(output_dir, MANIFEST),
+                            "the simulation's manifest")
 
   def log(message):
     print(f"chain {settings.chain}: {message}", file=sys.stderr, flush=True)
 
   return preparation.prepare(settings, n_configurations, work_dir, log=log)
-
-
-def _worker_init() -> None:
-  """Makes a pool worker die with its parent (Linux), so a killed driver
-  leaves no orphan simulations behind."""
-  try:
-    import ctypes  # pylint: disable=g-import-not-at-top
-    import signal  # pylint: disable=g-import-not-at-top
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    pr_set_pdeathsig = 1
-    libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
-  except OSError:
-    pass
 
 
 @dataclasses.dataclass(frozen=True)
@@ -281,16 +257,16 @@ class _RunTask:
 
 
 def _execute(task: _RunTask) -> tuple:
-  """Runs one trajectory and saves it atomically; returns ids and timing."""
+  """Pure task: runs one trajectory; returns (configuration, run, seconds,
+  RunResult). The driver saves the result (`_save_run`), so the task needs
+  no shared disk and a rerun after a lost worker writes nothing twice."""
   start = time.time()
   result = propensity_lib.run_trajectory(
       task.positions, task.types, task.box, task.temperature, task.seed,
       task.grid_steps, task.q, stop_isf=task.stop_isf,
       min_grid_points=task.min_grid_points, accelerator=task.accelerator,
       damping=task.damping)
-  _save_run(task.path, result, task.min_grid_points)
-  return task.configuration, task.run, time.time() - start, int(
-      result.steps[-1])
+  return task.configuration, task.run, time.time() - start, result
 
 
 def _save_run(path: str, result: propensity_lib.RunResult,
@@ -369,7 +345,8 @@ def simulate(spec: SimulationSpec,
              output_dir: str,
              initial_configuration: Optional[str] = None,
              num_workers: Optional[int] = None,
-             log: Callable[[str], None] = print) -> List[str]:
+             log: Callable[[str], None] = print,
+             executor: Optional[cluster_lib.Executor] = None) -> List[str]:
   """Simulates configurations and their propensity; resumable.
 
   Args:
@@ -377,8 +354,12 @@ def simulate(spec: SimulationSpec,
     output_dir: where records and the manifest go.
     initial_configuration: path of one configuration (npz or DeepMind
       pickle) to use instead of preparing `spec.n_configurations`.
-    num_workers: parallel processes for the runs (default: CPU count).
+    num_workers: parallel processes for the runs (default: CPU count),
+      when no `executor` is given.
     log: progress messages.
+    executor: where the chains and runs execute (cluster.py), e.g. a
+      DaskExecutor; the caller closes it. Default: a local pool of
+      `num_workers` processes, closed here.
 
   Returns:
     Paths of the configuration records, in index order.
@@ -397,7 +378,9 @@ def simulate(spec: SimulationSpec,
                                n_configurations=1,
                                density=initial.density)
   spec.validate(with_initial_configuration=initial is not None)
-  num_workers = max(1, int(num_workers or os.cpu_count() or 1))
+  own_executor = executor is None
+  if own_executor:
+    executor = cluster_lib.LocalPoolExecutor(num_workers)
 
   os.makedirs(output_dir, exist_ok=True)
   _remove_stale_temporaries(output_dir, log)
@@ -437,16 +420,16 @@ def simulate(spec: SimulationSpec,
     }
   manifest["status"] = "running"
   _write_manifest(manifest_path, manifest)
-  pools = _LazyPool(num_workers)
   try:
-    return _simulate(spec, output_dir, initial, num_workers, log, manifest,
-                     manifest_path, work_dir, pools, session_start)
+    return _simulate(spec, output_dir, initial, log, manifest,
+                     manifest_path, work_dir, executor, session_start)
   finally:
-    pools.close()
+    if own_executor:
+      executor.close()
 
 
-def _simulate(spec, output_dir, initial, num_workers, log, manifest,
-              manifest_path, work_dir, pools, session_start):
+def _simulate(spec, output_dir, initial, log, manifest,
+              manifest_path, work_dir, executor, session_start):
   """The body of `simulate` after validation and the manifest."""
   # Preparation: `n_chains` independent trajectories, in parallel workers.
   configurations = []
@@ -480,8 +463,10 @@ def _simulate(spec, output_dir, initial, num_workers, log, manifest,
            len(range(c, spec.n_configurations, spec.n_chains)),
            os.path.join(work_dir, f"chain_{c:03d}"))
           for c in range(spec.n_chains)]
-      if spec.n_chains > 1 and num_workers > 1:
-        chains = pools.get().map(_prepare_chain, chain_tasks)
+      # A remote executor gets even one chain: the client may sit on a
+      # login node, and a chain at T = 0.44 runs for hours.
+      if executor.remote or (spec.n_chains > 1 and executor.n_workers > 1):
+        chains = executor.map(_prepare_chain, chain_tasks)
       else:
         chains = [preparation.prepare(*task, log=log) for task in chain_tasks]
       parents = [chains[k % spec.n_chains][0][k // spec.n_chains]
@@ -559,7 +544,7 @@ def _simulate(spec, output_dir, initial, num_workers, log, manifest,
   # Ensembles.
   total_runs = len(configurations) * spec.n_runs
   log(f"stage 2/2: {len(configurations)} configuration(s) x {spec.n_runs} runs "
-      f"on {num_workers} worker(s)")
+      f"on {executor.describe()}")
   pending = {c.index: c for c in configurations}
 
   def finalise(k):
@@ -574,49 +559,53 @@ def _simulate(spec, output_dir, initial, num_workers, log, manifest,
       session_start = time.time()
       _write_manifest(manifest_path, manifest)
 
-  pool = pools.get() if num_workers > 1 and total_runs > 1 else None
-  try:
-    while pending:
-      tasks = []
-      for c in pending.values():
-        os.makedirs(c.run_dir, exist_ok=True)
-        for r in range(spec.n_runs):
-          path = c.run_path(r)
-          if os.path.exists(path):
-            try:
-              result, min_points = _load_run(path)
-              if (min_points >= c.min_grid_points or
-                  len(result.steps) >= c.min_grid_points):
-                continue
-            except (OSError, ValueError, KeyError):
-              pass  # unreadable: recompute.
-          tasks.append(_RunTask(
-              c.index, r, path, c.positions, c.types, c.box,
-              spec.temperature, int(c.seeds[r]), grid_steps, c.q,
-              None if (spec.times or shared is not None) else stop_isf,
-              c.min_grid_points,
-              spec.accelerator, spec.thermostat_damping))
-      n_todo = len(tasks)
-      outstanding = {k: 0 for k in pending}
-      for task in tasks:
-        outstanding[task.configuration] += 1
-      # Configurations with nothing left to run are finalised first.
-      for k in [k for k, n in outstanding.items() if n == 0]:
+  # One local run is not worth starting a pool for; a cluster gets it anyway.
+  if not executor.remote and (executor.n_workers == 1 or total_runs <= 1):
+    executor = cluster_lib.SerialExecutor()
+  while pending:
+    tasks = []
+    for c in pending.values():
+      os.makedirs(c.run_dir, exist_ok=True)
+      for r in range(spec.n_runs):
+        path = c.run_path(r)
+        if os.path.exists(path):
+          try:
+            result, min_points = _load_run(path)
+            if (min_points >= c.min_grid_points or
+                len(result.steps) >= c.min_grid_points):
+              continue
+          except (OSError, ValueError, KeyError):
+            pass  # unreadable: recompute.
+        tasks.append(_RunTask(
+            c.index, r, path, c.positions, c.types, c.box,
+            spec.temperature, int(c.seeds[r]), grid_steps, c.q,
+            None if (spec.times or shared is not None) else stop_isf,
+            c.min_grid_points,
+            spec.accelerator, spec.thermostat_damping))
+    n_todo = len(tasks)
+    outstanding = {k: 0 for k in pending}
+    for task in tasks:
+      outstanding[task.configuration] += 1
+    # Configurations with nothing left to run are finalised first.
+    for k in [k for k, n in outstanding.items() if n == 0]:
+      finalise(k)
+    pass_start = time.time()
+    paths = {(t.configuration, t.run): (t.path, t.min_grid_points)
+             for t in tasks}
+    results = executor.map_unordered(_execute, tasks)
+    for i, (k, r, seconds, result) in enumerate(results):
+      # Written here, once per (configuration, run), whichever worker (or
+      # how many, after a lost one) computed it.
+      _save_run(*paths[(k, r)][:1], result, paths[(k, r)][1])
+      last_step = int(result.steps[-1])
+      elapsed = time.time() - pass_start
+      eta = elapsed / (i + 1) * (n_todo - i - 1)
+      log(f"configuration {k + 1}/{spec.n_configurations}: run {r + 1}/"
+          f"{spec.n_runs} done ({last_step} steps, {seconds:.1f} s); "
+          f"{i + 1}/{n_todo} runs of this pass, ETA {eta:.0f} s")
+      outstanding[k] -= 1
+      if outstanding[k] == 0:
         finalise(k)
-      pass_start = time.time()
-      results = (pool.imap_unordered(_execute, tasks) if pool is not None else
-                 map(_execute, tasks))
-      for i, (k, r, seconds, last_step) in enumerate(results):
-        elapsed = time.time() - pass_start
-        eta = elapsed / (i + 1) * (n_todo - i - 1)
-        log(f"configuration {k + 1}/{spec.n_configurations}: run {r + 1}/"
-            f"{spec.n_runs} done ({last_step} steps, {seconds:.1f} s); "
-            f"{i + 1}/{n_todo} runs of this pass, ETA {eta:.0f} s")
-        outstanding[k] -= 1
-        if outstanding[k] == 0:
-          finalise(k)
-  finally:
-    pools.close()
 
   manifest["status"] = "complete"
   manifest["wall_time_s"] = (manifest.get("wall_time_s", 0.0) +
