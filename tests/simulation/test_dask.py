@@ -312,3 +312,41 @@ def test_manifest_does_not_depend_on_the_executor(reference, executor,
   driver.simulate(driver.SimulationSpec(**SPEC), str(reference), log=_quiet,
                   executor=executor)
   assert os.path.getmtime(record) == before
+
+
+FAKE_SRUN = """#!/usr/bin/env bash
+# srun on a one-node "allocation": drop srun's options, run the command.
+while [[ "$1" == --* ]]; do shift; done
+exec "$@"
+"""
+
+
+def test_slurm_job_script_runs_on_a_fake_allocation(reference, tmp_path):
+  # scripts/cluster/slurm_simulate.sh end to end, with stand-ins for the two
+  # Slurm commands it calls, on one "node" of two cores over loopback.
+  import socket  # pylint: disable=g-import-not-at-top
+  bin_dir = tmp_path / "bin"
+  bin_dir.mkdir()
+  (bin_dir / "srun").write_text(FAKE_SRUN)
+  (bin_dir / "scontrol").write_text("#!/usr/bin/env bash\necho 127.0.0.1\n")
+  for tool in ("srun", "scontrol"):
+    os.chmod(bin_dir / tool, 0o755)
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  config = tmp_path / "config.py"
+  config.write_text(CONFIG.format(simulation=dict(SPEC)))
+  out = tmp_path / "out"
+  env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+             OUT=str(out), REPO=REPO_ROOT, VENV=os.path.dirname(
+                 os.path.dirname(sys.executable)), CONFIG=str(config),
+             PORT=str(port), SLURM_CPUS_PER_TASK="2", SLURM_JOB_NUM_NODES="1",
+             SLURM_JOB_NODELIST="node1", SLURM_JOB_ID="42")
+  proc = subprocess.run(
+      ["bash", os.path.join(REPO_ROOT, "scripts", "cluster",
+                            "slurm_simulate.sh")],
+      env=env, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stdout + proc.stderr
+  assert f"Dask workers ready at tcp://127.0.0.1:{port}" in proc.stdout
+  _assert_same_outputs(reference, out)
+  assert (out / "dask_logs" / "scheduler-42.log").exists()
