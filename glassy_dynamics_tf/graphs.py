@@ -6,7 +6,7 @@ A configuration becomes a directed graph, as in Bapst et al. 2020 (Methods,
 - an edge sender -> receiver for every ordered pair of particles whose
   minimum-image distance is strictly below the cut-off (2.0 σ_AA), plus one
   self-loop per particle (without the self-loops the published weights give
-  r ≈ 0, see ../shared/fixtures/deepmind/README.md);
+  r ≈ 0, see tests/fixtures/deepmind/README.md);
 - the edge input feature is the relative vector
   `minimum_image(positions[receiver] - positions[sender])`.
 

@@ -28,6 +28,91 @@ import tf_keras
 from glassy_dynamics_tf import graphs as graphs_lib
 
 
+INITIALIZERS = ("release", "sonnet")
+
+
+def linear_initializers(kind: str = "release"
+                        ) -> Dict[str, snt.initializers.Initializer]:
+  """w_init / b_init of every linear layer: "release" (the authors', see
+  `release_initializers`) or "sonnet" (Sonnet 2's defaults: truncated normal
+  weights of std 1 / sqrt(fan_in), zero biases; kept for the ablation in
+  docs/results/reference_t064.md)."""
+  if kind == "release":
+    return release_initializers()
+  if kind == "sonnet":
+    return {}
+  raise ValueError(f"initializers must be one of {INITIALIZERS}, got "
+                   f"{kind!r}")
+
+
+def release_initializers() -> Dict[str, snt.initializers.Initializer]:
+  """The initialisers of the authors' release, for every linear layer.
+
+  The 2020 training script builds its MLPs with
+  `initializers=dict(w=tf.variance_scaling_initializer(1.0),
+  b=tf.variance_scaling_initializer(0.1))`: weights truncated normal with
+  variance 1 / fan_in, and *non-zero* biases, truncated normal with variance
+  0.1 / size (a 1-D shape's fan-in is its length). Sonnet 2's defaults give
+  zero biases, and then every type-A particle (type 0, edges aside) encodes
+  to the zero vector at the start of training (the ablation is in
+  docs/results/reference_t064.md). Sonnet's VarianceScaling has
+  the same truncation correction as TF's, so these draw from the release's
+  distributions.
+  """
+  return dict(w_init=snt.initializers.VarianceScaling(1.0),
+              b_init=snt.initializers.VarianceScaling(0.1))
+
+
+EDGE_ENCODINGS = ("vector", "vector_distance", "vector_rbf")
+
+
+def edge_inputs(vectors: tf.Tensor, encoding: str = "vector",
+                num_rbf: int = 16, rbf_cutoff: float = 2.0) -> tf.Tensor:
+  """The encoder's edge input from the relative vectors.
+
+  Args:
+    vectors: [E, 3] float32, minimum-image r_receiver - r_sender, σ_AA.
+    encoding: one of EDGE_ENCODINGS:
+      "vector": the vector itself [E, 3] (the paper and the release);
+      "vector_distance": [E, 4], the vector and its length |Δr|;
+      "vector_rbf": [E, 4 + num_rbf], the vector, |Δr| and Gaussian radial
+        basis functions exp(-(|Δr| - μ_k)² / (2 w²)), centres μ_k evenly
+        spaced on [0, rbf_cutoff], width w = the spacing (as SchNet's
+        distance expansion; Schütt et al., J. Chem. Phys. 148, 241722
+        (2018)).
+      Every option is a function of the vector alone, so it adds no
+      information: it only saves the encoder from learning |Δr| (a
+      non-linear, rotation-invariant quantity) out of ReLUs of its
+      components, which matters with little data.
+    num_rbf: basis functions for "vector_rbf" (>= 2).
+    rbf_cutoff: the largest centre, σ_AA (the graph's cutoff).
+
+  Returns:
+    [E, width] float32.
+
+  Raises:
+    ValueError: unknown encoding or bad basis size.
+  """
+  if encoding not in EDGE_ENCODINGS:
+    raise ValueError(f"edge encoding must be one of {EDGE_ENCODINGS}, got "
+                     f"{encoding!r}")
+  vectors = tf.cast(vectors, tf.float32)
+  if encoding == "vector":
+    return vectors
+  # sqrt(x + eps) keeps the gradient finite at the self-loops' |Δr| = 0.
+  distance = tf.sqrt(tf.reduce_sum(vectors**2, axis=-1, keepdims=True)
+                     + 1e-12)
+  if encoding == "vector_distance":
+    return tf.concat([vectors, distance], axis=-1)
+  if int(num_rbf) < 2 or not rbf_cutoff > 0:
+    raise ValueError(f"vector_rbf needs num_rbf >= 2 and rbf_cutoff > 0, got "
+                     f"{num_rbf} and {rbf_cutoff}")
+  centres = tf.linspace(0.0, float(rbf_cutoff), int(num_rbf))
+  width = float(rbf_cutoff) / (int(num_rbf) - 1)
+  rbf = tf.exp(-0.5 * ((distance - centres[None, :]) / width)**2)
+  return tf.concat([vectors, distance, rbf], axis=-1)
+
+
 class _EdgeModel(snt.Module):
   """The core's edge MLP, applied without materialising its input.
 
@@ -47,10 +132,12 @@ class _EdgeModel(snt.Module):
   7 latent², and never holds an [E, 6 latent] tensor.
   """
 
-  def __init__(self, latent_size: int, mlp_layers: int, name: str = "mlp"):
+  def __init__(self, latent_size: int, mlp_layers: int, name: str = "mlp",
+               initializers: str = "release"):
     super().__init__(name=name)
     self._latent_size = latent_size
-    self._layers = [snt.Linear(latent_size, name=f"linear_{k}")
+    self._layers = [snt.Linear(latent_size, name=f"linear_{k}",
+                               **linear_initializers(initializers))
                     for k in range(mlp_layers)]
 
   @snt.once
@@ -107,10 +194,11 @@ class _FactoredEdgeBlock(snt.Module):
   """
 
   def __init__(self, latent_size: int, mlp_layers: int,
-               name: str = "edge_block"):
+               name: str = "edge_block", initializers: str = "release"):
     super().__init__(name=name)
     with self.name_scope:
-      self._edge_model = _EdgeModel(latent_size, mlp_layers, name="mlp")
+      self._edge_model = _EdgeModel(latent_size, mlp_layers, name="mlp",
+                                    initializers=initializers)
 
   def encoded_term(self, encoded_edges: tf.Tensor,
                    node_size: int) -> tf.Tensor:
@@ -138,12 +226,13 @@ class _CoreGraphNetwork(snt.Module):
 
   def __init__(self, make_mlp, latent_size: int, mlp_layers: int,
                project_before_gather: bool = True,
-               name: str = "graph_network"):
+               name: str = "graph_network", initializers: str = "release"):
     super().__init__(name=name)
     self._project_before_gather = project_before_gather
     if project_before_gather:
       self._edge_block = _FactoredEdgeBlock(latent_size, mlp_layers,
-                                            name="edge_block")
+                                            name="edge_block",
+                                            initializers=initializers)
     else:
       # Edge model input: [edge, receiver node, sender node] (graph_nets
       # order).
@@ -186,7 +275,7 @@ class EncodeProcessDecode(snt.Module):
   """Encoder, shared-weight core applied `num_recurrences` times, decoder.
 
   Bapst et al. 2020, Methods ("Graph neural networks"), and the authors'
-  release (../shared/fixtures/deepmind/README.md):
+  release (tests/fixtures/deepmind/README.md):
 
     graph: nodes [N, 1] (type), edges [E, 3] (r_receiver - r_sender)
       |
@@ -232,6 +321,8 @@ class EncodeProcessDecode(snt.Module):
                num_recurrences: int = 7, n_outputs: int = 1,
                use_edge_features: bool = True,
                project_before_gather: bool = True,
+               edge_encoding: str = "vector", num_rbf: int = 16,
+               rbf_cutoff: float = 2.0, initializers: str = "release",
                name: str = "encode_process_decode"):
     """Builds the modules (variables are created on the first call).
 
@@ -248,6 +339,11 @@ class EncodeProcessDecode(snt.Module):
         function and variables; measured in
         benchmarks/results/training_throughput.md). False materialises the
         [E, 6 latent] concatenation as the 2020 release did.
+      edge_encoding, num_rbf, rbf_cutoff: the encoder's edge input
+        (`edge_inputs`); "vector" is the paper's (and the only one the TF1
+        checkpoint import accepts: its edge encoder has 3 inputs).
+      initializers: "release" (the authors' non-zero biases) or "sonnet"
+        (`linear_initializers`).
       name: module name.
     """
     super().__init__(name=name)
@@ -264,14 +360,21 @@ class EncodeProcessDecode(snt.Module):
     self.n_outputs = int(n_outputs)
     self.use_edge_features = bool(use_edge_features)
     self.project_before_gather = bool(project_before_gather)
+    # Checked here, not at the first call, so a bad config fails at once.
+    edge_inputs(tf.zeros([1, 3]), edge_encoding, num_rbf, rbf_cutoff)
+    self.edge_encoding = str(edge_encoding)
+    self.num_rbf = int(num_rbf)
+    self.rbf_cutoff = float(rbf_cutoff)
+    init = linear_initializers(initializers)  # checks the name
+    self.initializers = str(initializers)
     hidden = [self.latent_size] * self.mlp_layers
 
     def make_mlp():
-      return snt.nets.MLP(hidden, activate_final=True, name="mlp")
+      return snt.nets.MLP(hidden, activate_final=True, name="mlp", **init)
 
     def make_decoder_mlp():
       return snt.nets.MLP(hidden + [self.n_outputs], activate_final=False,
-                          name="mlp")
+                          name="mlp", **init)
 
     # Names as in the TF1 release (`Graph/graph_independent/...`, ...).
     self._encoder = modules.GraphIndependent(
@@ -280,7 +383,7 @@ class EncodeProcessDecode(snt.Module):
     self._core = _CoreGraphNetwork(
         make_mlp, self.latent_size, self.mlp_layers,
         project_before_gather=self.project_before_gather,
-        name="graph_network")
+        name="graph_network", initializers=self.initializers)
     self._decoder = modules.GraphIndependent(
         node_model_fn=make_decoder_mlp, name="graph_independent_1")
 
@@ -312,6 +415,9 @@ class EncodeProcessDecode(snt.Module):
     edges = graph.edges
     if not self.use_edge_features:
       edges = tf.ones_like(edges[:, :1])
+    else:
+      edges = edge_inputs(edges, self.edge_encoding, self.num_rbf,
+                          self.rbf_cutoff)
     graph = graph.replace(nodes=tf.cast(graph.nodes, tf.float32),
                           edges=tf.cast(edges, tf.float32), globals=None)
     encoded = self._encoder(graph)
@@ -333,7 +439,19 @@ class EncodeProcessDecode(snt.Module):
                mlp_layers=model_config.mlp_layers,
                num_recurrences=model_config.num_recurrences,
                n_outputs=n_outputs,
-               use_edge_features=model_config.use_edge_features)
+               use_edge_features=model_config.use_edge_features,
+               **edge_encoding_arguments(model_config))
+
+
+def edge_encoding_arguments(model_config: ml_collections.ConfigDict
+                            ) -> Dict[str, object]:
+  """edge_encoding, num_rbf, rbf_cutoff, initializers from a config's model
+  section (defaults for configs written before these options: the paper's
+  "vector" edges, the release's initialisers)."""
+  return dict(edge_encoding=model_config.get("edge_encoding", "vector"),
+              num_rbf=int(model_config.get("num_rbf", 16)),
+              rbf_cutoff=float(model_config.get("rbf_cutoff", 2.0)),
+              initializers=model_config.get("initializers", "release"))
 
 
 class GlassyGraphNetwork(tf_keras.Model):
@@ -351,13 +469,17 @@ class GlassyGraphNetwork(tf_keras.Model):
                num_recurrences: int = 7, n_outputs: int = 1,
                use_edge_features: bool = True,
                project_before_gather: bool = True,
+               edge_encoding: str = "vector", num_rbf: int = 16,
+               rbf_cutoff: float = 2.0, initializers: str = "release",
                name: str = "glassy_graph_network", **kwargs):
     super().__init__(name=name, **kwargs)
     self._arguments = dict(latent_size=latent_size, mlp_layers=mlp_layers,
                            num_recurrences=num_recurrences,
                            n_outputs=n_outputs,
                            use_edge_features=use_edge_features,
-                           project_before_gather=project_before_gather)
+                           project_before_gather=project_before_gather,
+                           edge_encoding=edge_encoding, num_rbf=num_rbf,
+                           rbf_cutoff=rbf_cutoff, initializers=initializers)
     self.network = EncodeProcessDecode(**self._arguments)
     self.n_outputs = int(n_outputs)
 
@@ -369,7 +491,8 @@ class GlassyGraphNetwork(tf_keras.Model):
                mlp_layers=model_config.mlp_layers,
                num_recurrences=model_config.num_recurrences,
                n_outputs=n_outputs,
-               use_edge_features=model_config.use_edge_features, **kwargs)
+               use_edge_features=model_config.use_edge_features,
+               **edge_encoding_arguments(model_config), **kwargs)
 
   def get_config(self):
     return dict(self._arguments, name=self.name)

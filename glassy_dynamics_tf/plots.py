@@ -17,6 +17,8 @@ report.json) or plain arrays, writes one PNG and returns its path:
   prediction_scatter     predicted vs true propensity at one timescale.
   neighbour_sweep        Extended Data Fig. 10: correlation vs radius r.
   transfer_heatmap       Fig. 3c: train state × test state.
+  learning_curves        a training run's history (train_state.json):
+                         loss, validation Pearson per head, learning rate.
 
 Units: time τ, lengths and propensity σ_AA.
 """
@@ -524,4 +526,56 @@ def transfer_heatmap(transfer: dict, path: str,
                f"{'n/a' if not np.isfinite(level) else f'{level:.3f}'} "
                "(cf. Fig. 3c)", fontsize=9)
   fig.colorbar(im, ax=ax)
+  return _save(fig, path)
+
+
+def learning_curves(history: Dict[str, Sequence[float]], steps_per_epoch: int,
+                    path: str, times: Sequence[float] = (),
+                    title: str = "") -> str:
+  """Loss, validation Pearson per head and learning rate vs training step.
+
+  Args:
+    history: per-epoch lists, as `training.train` returns and
+      train_state.json stores: `loss`, `val_loss`, `val_pearson`,
+      `val_pearson_<j>`, `learning_rate` (missing keys are skipped).
+    steps_per_epoch: steps between two entries.
+    path: the PNG to write.
+    times: head j's time (τ), for the legend.
+    title: figure title.
+  """
+  n = len(history.get("loss", []))
+  steps = steps_per_epoch * np.arange(1, n + 1)
+  fig, (ax_loss, ax_r) = plt.subplots(1, 2, figsize=(11.0, 4.0))
+  for key, label in (("loss", "train loss (epoch mean)"),
+                     ("val_loss", "validation loss")):
+    if history.get(key):
+      ax_loss.plot(steps[:len(history[key])], history[key], label=label)
+  ax_loss.set_yscale("log")
+  ax_loss.set_xlabel("step")
+  ax_loss.set_ylabel("masked MSE (standardised targets)")
+  if history.get("learning_rate"):
+    ax_lr = ax_loss.twinx()
+    ax_lr.plot(steps[:len(history["learning_rate"])],
+               history["learning_rate"], color="0.5", ls=":",
+               label="learning rate")
+    ax_lr.set_ylabel("learning rate", color="0.4")
+  ax_loss.legend(fontsize=8, loc="upper right")
+  heads = sorted((k for k in history if k.startswith("val_pearson_")),
+                 key=lambda k: int(k.rsplit("_", 1)[1]))
+  cmap = plt.get_cmap("viridis")
+  for i, key in enumerate(heads):
+    j = int(key.rsplit("_", 1)[1])
+    label = f"head {j}" + (f" (t = {times[j]:.3g} τ)" if j < len(times)
+                           else "")
+    ax_r.plot(steps[:len(history[key])], history[key],
+              color=cmap(i / max(len(heads) - 1, 1)), label=label)
+  if history.get("val_pearson"):
+    ax_r.plot(steps[:len(history["val_pearson"])], history["val_pearson"],
+              color="k", lw=2, label="mean over heads")
+  ax_r.set_xlabel("step")
+  ax_r.set_ylabel("validation Pearson (type A)")
+  ax_r.legend(fontsize=7, loc="lower right")
+  ax_r.grid(alpha=0.3)
+  if title:
+    fig.suptitle(title, fontsize=10)
   return _save(fig, path)

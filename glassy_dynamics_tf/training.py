@@ -36,7 +36,7 @@ import json
 import math
 import os
 import time
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
 from absl import logging
 import numpy as np
@@ -59,6 +59,7 @@ TENSORBOARD_DIR = "tensorboard"
 SAVED_MODEL_DIR = "saved_model"
 STATE_FILE = "train_state.json"
 BEST_FILE = "best.json"
+HEADS_FILE = "heads.json"
 METADATA_FILE = "metadata.json"
 
 
@@ -248,6 +249,87 @@ def dummy_batch(metadata: input_pipeline.DatasetMetadata,
   }
 
 
+LR_SCHEDULES = ("constant", "warmup_cosine")
+CHECKPOINT_SELECTIONS = ("mean", "per_head")
+
+
+class WarmupCosineSchedule(tf_keras.optimizers.schedules.LearningRateSchedule):
+  """Linear warm-up to `peak`, then cosine decay to `final_fraction * peak`.
+
+    lr(s) = peak (s + 1) / warmup_steps                        s < warmup
+    lr(s) = peak [f + (1 - f) (1 + cos(π p)) / 2],  p = (s - warmup) /
+            (total_steps - warmup), clipped to [0, 1]          otherwise
+
+  (Loshchilov & Hutter, "SGDR", ICLR 2017; Goyal et al. 2017 for the
+  warm-up.) The step is the optimiser's iteration counter, which
+  BackupAndRestore restores, so a resumed run continues on the same curve.
+  Why not the paper's constant 1e-4: with 10^4 rather than 10^6 steps a
+  larger peak learns faster, the warm-up keeps the first Adam steps (whose
+  second-moment estimate is still poor) from blowing up the non-zero-bias
+  initialisation, and the decay lets the last epochs settle in a minimum
+  instead of hopping around it (measured in docs/results/reference_t064.md).
+  """
+
+  def __init__(self, peak: float, warmup_steps: int, total_steps: int,
+               final_fraction: float = 0.0):
+    super().__init__()
+    if not peak > 0:
+      raise TrainingError(f"learning rate must be > 0, found {peak}")
+    if warmup_steps < 0 or total_steps < 1 or warmup_steps >= total_steps:
+      raise TrainingError(
+          f"warm-up/cosine schedule needs 0 <= train.warmup_steps "
+          f"({warmup_steps}) < train.num_steps ({total_steps})")
+    if not 0.0 <= final_fraction <= 1.0:
+      raise TrainingError(f"train.final_lr_fraction must lie in [0, 1], "
+                          f"found {final_fraction}")
+    self.peak = float(peak)
+    self.warmup_steps = int(warmup_steps)
+    self.total_steps = int(total_steps)
+    self.final_fraction = float(final_fraction)
+
+  def __call__(self, step):
+    step = tf.cast(step, tf.float32)
+    warmup = float(self.warmup_steps)
+    warm = self.peak * (step + 1.0) / max(warmup, 1.0)
+    progress = tf.clip_by_value(
+        (step - warmup) / float(self.total_steps - self.warmup_steps),
+        0.0, 1.0)
+    cosine = self.peak * (self.final_fraction + (1.0 - self.final_fraction) *
+                          0.5 * (1.0 + tf.cos(math.pi * progress)))
+    return tf.where(step < warmup, warm, cosine)
+
+  def get_config(self):
+    return dict(peak=self.peak, warmup_steps=self.warmup_steps,
+                total_steps=self.total_steps,
+                final_fraction=self.final_fraction)
+
+
+def learning_rate(train_config):
+  """The optimiser's learning rate: a float or a schedule (train section:
+  learning_rate, lr_schedule, warmup_steps, final_lr_fraction, num_steps)."""
+  kind = train_config.get("lr_schedule", "constant")
+  peak = float(train_config.learning_rate)
+  if kind == "constant":
+    return peak
+  if kind == "warmup_cosine":
+    return WarmupCosineSchedule(
+        peak, int(train_config.get("warmup_steps", 0)),
+        int(train_config.num_steps),
+        float(train_config.get("final_lr_fraction", 0.0)))
+  raise TrainingError(f"unknown config.train.lr_schedule {kind!r}; known: "
+                      f"{list(LR_SCHEDULES)}")
+
+
+def current_learning_rate(optimizer) -> float:
+  """The learning rate of the optimiser's latest step (tf_keras reports the
+  value its last apply_gradients computed; the schedule itself if no step
+  was taken)."""
+  lr = optimizer.learning_rate
+  if isinstance(lr, tf_keras.optimizers.schedules.LearningRateSchedule):
+    lr = lr(optimizer.iterations)
+  return float(tf.convert_to_tensor(lr).numpy())
+
+
 def create_model(config, metadata: input_pipeline.DatasetMetadata,
                  strategy: Optional[tf.distribute.Strategy] = None
                  ) -> tf_keras.Model:
@@ -281,7 +363,7 @@ def create_model(config, metadata: input_pipeline.DatasetMetadata,
         config.model, n_outputs=metadata.n_outputs)
     model_lib.build_variables(model, dummy_batch(metadata))
     optimizer = tf_keras.optimizers.Adam(
-        learning_rate=float(config.train.learning_rate),
+        learning_rate=learning_rate(config.train),
         global_clipnorm=float(config.train.clip_norm) or None)
     model.compile(
         optimizer=optimizer,
@@ -317,21 +399,31 @@ class ValidationPearson(tf_keras.callbacks.Callback):
   """Per-timescale Pearson r on the validation split; keeps the best weights.
 
   At the end of every epoch: predicts every validation configuration, adds
-  `val_pearson` (mean over timescales of the mean over configurations) and
-  `val_pearson_<j>` (timescale j) and `val_loss` (masked MSE) to the logs
-  (TensorBoard, EarlyStopping and History see them), and, if `val_pearson`
-  improved, saves the weights to `best_dir` and the scores to
-  `best_dir/best.json`. The best score survives restarts of a killed run.
-  Under MultiWorkerMirroredStrategy every worker needs its own `best_dir`
+  `val_pearson` (mean over timescales of the mean over configurations),
+  `val_pearson_<j>` (timescale j), `val_loss` (masked MSE) and
+  `learning_rate` to the logs (TensorBoard, EarlyStopping and History see
+  them), and, if `val_pearson` improved, saves the weights to `best_dir`
+  and the scores to `best_dir/best.json`.
+
+  With per_head=True it also keeps, for every timescale j, the weights of
+  the epoch with the best val_pearson_j (checkpoint selection per head: a
+  multi-timescale network's short-time heads often peak earlier than its
+  long-time ones). Each such epoch is written once to
+  `best_dir/step_<N>/` and deleted when no head refers to it any more;
+  `best_dir/heads.json` lists, per head, its step and score.
+
+  The best scores survive restarts of a killed run. Under
+  MultiWorkerMirroredStrategy every worker needs its own `best_dir`
   (`worker_dir(shared_best_dir, strategy)`).
   """
 
   def __init__(self, dataset: tf.data.Dataset, best_dir: str,
-               steps_per_epoch: int):
+               steps_per_epoch: int, per_head: bool = False):
     super().__init__()
     self._dataset = dataset
     self._best_dir = best_dir
     self._steps_per_epoch = steps_per_epoch
+    self._per_head = bool(per_head)
     propensity, weights = [], []
     for _, y, w in dataset.as_numpy_iterator():
       propensity.append(y)
@@ -341,6 +433,8 @@ class ValidationPearson(tf_keras.callbacks.Callback):
     self._propensity = np.concatenate(propensity)
     self._weights = np.concatenate(weights)
     self.best = read_json(os.path.join(best_dir, BEST_FILE))
+    self.heads = read_json(os.path.join(best_dir, HEADS_FILE)).get(
+        "heads", [])
 
   @property
   def best_value(self) -> float:
@@ -363,6 +457,8 @@ class ValidationPearson(tf_keras.callbacks.Callback):
     scores = self.evaluate()
     if logs is not None:
       logs.update(scores)
+      logs["learning_rate"] = current_learning_rate(self.model.optimizer)
+    step = (epoch + 1) * self._steps_per_epoch
     value = scores["val_pearson"]
     # Every worker computes the same scores (the predictions are gathered
     # from all workers), so all take the same branch: under multi-worker
@@ -372,11 +468,43 @@ class ValidationPearson(tf_keras.callbacks.Callback):
       checkpoint = tf.train.Checkpoint(model=self.model)
       manager = tf.train.CheckpointManager(checkpoint, self._best_dir,
                                            max_to_keep=1)
-      manager.save(checkpoint_number=(epoch + 1) * self._steps_per_epoch)
-      self.best = dict(scores, epoch=epoch + 1,
-                       step=(epoch + 1) * self._steps_per_epoch)
+      manager.save(checkpoint_number=step)
+      self.best = dict(scores, epoch=epoch + 1, step=step)
       write_json(os.path.join(self._best_dir, BEST_FILE), self.best)
       logging.info("epoch %d: val_pearson %.4f, new best", epoch + 1, value)
+    if self._per_head:
+      self._update_heads(scores, step)
+
+  def _update_heads(self, scores: Mapping[str, float], step: int) -> None:
+    n = sum(1 for k in scores if k.startswith("val_pearson_"))
+    heads = list(self.heads) + [None] * (n - len(self.heads))
+    improved = []
+    for j in range(n):
+      value = scores[f"val_pearson_{j}"]
+      if math.isfinite(value) and (heads[j] is None or
+                                   value > heads[j]["val_pearson"]):
+        heads[j] = {"val_pearson": value, "step": step}
+        improved.append(j)
+    if not improved:
+      return
+    # Write the new checkpoint, then the index, then delete what no head
+    # uses: a kill between two of these leaves an index whose every step
+    # exists (at worst an unreferenced directory, removed next time).
+    tf.train.Checkpoint(model=self.model).write(
+        os.path.join(head_checkpoint_dir(self._best_dir, step), "ckpt"))
+    self.heads = heads
+    write_json(os.path.join(self._best_dir, HEADS_FILE), {"heads": heads})
+    keep = {h["step"] for h in heads if h is not None}
+    for name in tf.io.gfile.listdir(self._best_dir):
+      name = name.rstrip("/")
+      if name.startswith("step_") and int(name[5:]) not in keep:
+        tf.io.gfile.rmtree(os.path.join(self._best_dir, name))
+    logging.info("step %d: best so far for head(s) %s", step, improved)
+
+
+def head_checkpoint_dir(best_dir: str, step: int) -> str:
+  """Where ValidationPearson(per_head=True) keeps the weights of `step`."""
+  return os.path.join(best_dir, f"step_{step}")
 
 
 # ------------------------------------------------------------- export ---
@@ -393,12 +521,27 @@ class PropensityPredictor(tf.Module):
   """
 
   def __init__(self, core: snt.Module, cutoff: float, self_loops: bool,
-               metadata_json: str, target_mean=(), target_std=()):
+               metadata_json: str, target_mean=(), target_std=(),
+               extra_cores: Sequence[snt.Module] = (),
+               head_source: Sequence[int] = ()):
     """See class docstring; target_mean/std [n_outputs], σ_AA units, undo
     the training targets' standardisation (empty: outputs are already σ_AA).
+
+    With per-head checkpoint selection, output j comes from network
+    head_source[j]: 0 = `core`, k = extra_cores[k - 1] (each network is the
+    same architecture with the weights of another epoch; each runs once per
+    call). Empty extra_cores: every output from `core`.
     """
     super().__init__(name="propensity_predictor")
     self.core = core
+    self.extra_cores = list(extra_cores)
+    self._head_source = tuple(int(k) for k in head_source)
+    if self.extra_cores and not self._head_source:
+      raise TrainingError("PropensityPredictor: extra_cores need head_source")
+    if any(not 0 <= k <= len(self.extra_cores) for k in self._head_source):
+      raise TrainingError(
+          f"PropensityPredictor: head_source {list(self._head_source)} "
+          f"refers to networks beyond the {1 + len(self.extra_cores)} given")
     self._cutoff = float(cutoff)
     self._self_loops = bool(self_loops)
     self._metadata_json = metadata_json
@@ -428,11 +571,20 @@ class PropensityPredictor(tf.Module):
         message="types and positions must have the same number of particles")
     n = tf.shape(types)[0]
     graph_tuple = _graphs_tuple(types, graph, n)
-    propensity = self.core(graph_tuple)
+    propensity = self._network_outputs(graph_tuple)
     if self._target_mean:
       propensity = (propensity * tf.constant(self._target_std) +
                     tf.constant(self._target_mean))
     return {"propensity": propensity}
+
+  def _network_outputs(self, graph_tuple):
+    """[n, n_outputs]: every head from its own network."""
+    if not self.extra_cores:
+      return self.core(graph_tuple)
+    outputs = [self.core(graph_tuple)] + [c(graph_tuple)
+                                          for c in self.extra_cores]
+    return tf.stack([outputs[k][:, j]
+                     for j, k in enumerate(self._head_source)], axis=1)
 
   @tf.function(input_signature=[])
   def metadata(self):
@@ -465,7 +617,10 @@ def sonnet_core(module_or_model) -> snt.Module:
 
 
 def export_saved_model(module_or_model, config, metadata: Union[
-    input_pipeline.DatasetMetadata, Mapping[str, Any]], path: str) -> str:
+    input_pipeline.DatasetMetadata, Mapping[str, Any]], path: str,
+                       head_models: Optional[Sequence[Any]] = None,
+                       selection: Optional[Mapping[str, Any]] = None
+                       ) -> str:
   """Writes the `predict` SavedModel and assets/metadata.json (atomically).
 
   Works for a trained GlassyGraphNetwork and for an EncodeProcessDecode core
@@ -479,6 +634,11 @@ def export_saved_model(module_or_model, config, metadata: Union[
     metadata: DatasetMetadata, or a dict with at least `times`, `isf_levels`,
       `timescale_indices` and `dataset_name`.
     path: output directory; replaced if it exists.
+    head_models: per-head checkpoint selection: [n_outputs] models (as
+      module_or_model; the same object for heads that share weights), head j
+      predicted by head_models[j]. None: every head from module_or_model.
+    selection: how the weights were chosen, stored in the metadata as
+      `checkpoint_selection`.
 
   Returns:
     path.
@@ -504,12 +664,36 @@ def export_saved_model(module_or_model, config, metadata: Union[
   info["config"] = json.loads(config.to_json_best_effort())
   info["graph"] = {"cutoff": float(config.graph.cutoff),
                    "self_loops": bool(config.graph.self_loops)}
-  metadata_json = json.dumps(info, indent=2, sort_keys=True)
+  if selection is not None:
+    info["checkpoint_selection"] = dict(selection)
   core = sonnet_core(module_or_model)
+  cores, head_source = [core], []
+  if head_models is not None:
+    if len(head_models) != info["n_outputs"]:
+      raise TrainingError(
+          f"export_saved_model: {len(head_models)} head models for "
+          f"{info['n_outputs']} outputs")
+    head_cores = [sonnet_core(m) for m in head_models]
+    # `core` (what the analyses restore) is the last head's network: the
+    # longest timescale's, the headline τ_α in the paper's layout. The
+    # mean-best weights are not kept unless some head uses them.
+    core = head_cores[-1]
+    cores = [core]
+    for c in head_cores:
+      index = next((k for k, x in enumerate(cores) if x is c), None)
+      if index is None:
+        cores.append(c)
+        index = len(cores) - 1
+      head_source.append(index)
+  info["n_networks"] = len(cores)
+  metadata_json = json.dumps(info, indent=2, sort_keys=True)
   predictor = PropensityPredictor(core, config.graph.cutoff,
                                   config.graph.self_loops, metadata_json,
                                   info.get("target_mean", ()),
-                                  info.get("target_std", ()))
+                                  info.get("target_std", ()),
+                                  extra_cores=cores[1:],
+                                  head_source=head_source if len(cores) > 1
+                                  else ())
   # Check the output width against the metadata before writing anything.
   probe = _probe_configuration(float(config.graph.cutoff))
   width = predictor.predict(*probe)["propensity"].shape[-1]
@@ -695,12 +879,17 @@ def train(config, workdir: str, data_dir: Optional[str] = None,
   # weights (worker_dir) until the end, so that every worker restores them
   # from its own files, without reading the chief's while it writes.
   best_dir = worker_dir(os.path.join(workdir, BEST_DIR), strategy)
+  selection_mode = config.train.get("checkpoint_selection", "mean")
+  if selection_mode not in CHECKPOINT_SELECTIONS:
+    raise TrainingError(
+        f"unknown config.train.checkpoint_selection {selection_mode!r}; "
+        f"known: {list(CHECKPOINT_SELECTIONS)}")
   if "validation" in records:
     validation = ValidationPearson(
         input_pipeline.eval_dataset(
             input_pipeline.graph_dataset(records["validation"], config,
                                          metadata), batch_size),
-        best_dir, steps_per_epoch)
+        best_dir, steps_per_epoch, per_head=selection_mode == "per_head")
     callbacks.append(validation)
     patience = int(config.train.get("early_stopping_patience", 0))
     if patience:
@@ -732,14 +921,28 @@ def train(config, workdir: str, data_dir: Optional[str] = None,
   logging.info("trained %d steps in %.1f s", epochs * steps_per_epoch -
                start_step, time.time() - started)
 
-  best = {}
+  best, head_models, selection = {}, None, {"mode": "last"}
   if validation is not None and validation.best:
     best = validation.best
     restore_best(model, best_dir)
+    selection = {"mode": "mean", "step": best["step"],
+                 "val_pearson": best["val_pearson"]}
     logging.info("exporting the best validation weights (step %d, "
                  "val_pearson %.4f)", best["step"], best["val_pearson"])
+    if selection_mode == "per_head" and validation.heads:
+      head_models = load_head_models(config, metadata, validation.heads,
+                                     best_dir, model, best["step"])
+      selection = {"mode": "per_head", "step": best["step"],
+                   "val_pearson": best["val_pearson"],
+                   "head_steps": [h["step"] for h in validation.heads],
+                   "head_val_pearson": [h["val_pearson"]
+                                        for h in validation.heads]}
+      best = dict(best, heads=validation.heads)
+      logging.info("per-head selection: head steps %s",
+                   selection["head_steps"])
   if is_chief(strategy):  # the chief (or the only) process
-    export_saved_model(model, config, metadata, saved_model_path)
+    export_saved_model(model, config, metadata, saved_model_path,
+                       head_models=head_models, selection=selection)
     write_json(state_path, {
         "finished": True,
         "steps": epochs * steps_per_epoch,
@@ -757,6 +960,33 @@ def train(config, workdir: str, data_dir: Optional[str] = None,
   return TrainResult(history=history.history, best=best, metadata=metadata,
                      saved_model=saved_model_path,
                      resumed_from_step=start_step, model=model)
+
+
+def load_head_models(config, metadata: input_pipeline.DatasetMetadata,
+                     heads: Sequence[Mapping[str, Any]], best_dir: str,
+                     best_model: tf_keras.Model, best_step: int):
+  """[n_outputs] networks, head j's with the weights of heads[j]["step"].
+
+  Heads whose step is `best_step` share `best_model` (already restored to
+  those weights); every other step is loaded once into a new network.
+  """
+  by_step = {int(best_step): best_model}
+  out = []
+  for j, head in enumerate(heads):
+    step = int(head["step"])
+    if step not in by_step:
+      prefix = os.path.join(head_checkpoint_dir(best_dir, step), "ckpt")
+      if not tf.io.gfile.exists(prefix + ".index"):
+        raise TrainingError(
+            f"head {j}'s best weights (step {step}) are missing: no "
+            f"{prefix}.index")
+      net = model_lib.GlassyGraphNetwork.from_model_config(
+          config.model, n_outputs=metadata.n_outputs)
+      model_lib.build_variables(net)
+      tf.train.Checkpoint(model=net).read(prefix).expect_partial()
+      by_step[step] = net
+    out.append(by_step[step])
+  return out
 
 
 def _tensorboard_available() -> bool:

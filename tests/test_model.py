@@ -204,7 +204,7 @@ def test_projected_edge_block_equals_the_graph_nets_edge_block(
   out_f, grads_f = outputs_and_gradients(factored)
   out_r, grads_r = outputs_and_gradients(reference)
   assert np.abs(out_r).max() > 1e-2  # not a trivially zero network
-  np.testing.assert_allclose(out_f, out_r, atol=2e-6)
+  np.testing.assert_allclose(out_f, out_r, rtol=2e-6, atol=2e-6)
   for g_f, g_r, v in zip(grads_f, grads_r, factored.trainable_variables):
     np.testing.assert_allclose(tf.convert_to_tensor(g_f).numpy(),
                                tf.convert_to_tensor(g_r).numpy(),

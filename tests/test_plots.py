@@ -1,5 +1,7 @@
 """The slice plots (glassy_dynamics_tf.plots) on hand-made slabs."""
 
+import os
+
 import matplotlib
 matplotlib.use("Agg")
 from matplotlib import colors as mcolors  # pylint: disable=g-import-not-at-top
@@ -156,3 +158,15 @@ def test_headline_and_difference_figures_are_written(tmp_path, known):
   wide = mimage.imread(str(tmp_path / "headline_vs_time.png")).shape[1]
   one = mimage.imread(str(tmp_path / "pearson_vs_time.png")).shape[1]
   assert wide > 1.8 * one
+
+
+def test_learning_curves_writes_a_png(tmp_path):
+  history = {"loss": [3.0, 1.0, 0.9], "val_loss": [1.0, 0.95, 0.9],
+             "val_pearson": [0.1, 0.3, 0.35], "val_pearson_0": [0.2, 0.4, 0.4],
+             "val_pearson_1": [0.0, 0.2, 0.3],
+             "learning_rate": [1e-3, 5e-4, 1e-5]}
+  path = plots.learning_curves(history, 500, str(tmp_path / "c.png"),
+                               times=(0.1, 8.0), title="run")
+  assert os.path.getsize(path) > 1000
+  # A history without the optional keys still plots.
+  plots.learning_curves({"loss": [1.0]}, 10, str(tmp_path / "d.png"))

@@ -23,6 +23,7 @@ import math
 import os
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from absl import logging
 import numpy as np
 import tensorflow as tf
 
@@ -260,7 +261,8 @@ def restore_network(saved_model_dir: str, metadata: Dict[str, Any]
         mlp_layers=model_config["mlp_layers"],
         num_recurrences=model_config["num_recurrences"],
         n_outputs=n_outputs,
-        use_edge_features=model_config.get("use_edge_features", True))
+        use_edge_features=model_config.get("use_edge_features", True),
+        **model_lib.edge_encoding_arguments(model_config))
   except (KeyError, ValueError) as e:
     raise AnalysisError(f"{saved_model_dir}: bad config.model in "
                         f"assets/metadata.json: {e!r}") from e
@@ -268,7 +270,19 @@ def restore_network(saved_model_dir: str, metadata: Dict[str, Any]
   prefix = os.path.join(saved_model_dir, "variables", "variables")
   try:
     status = tf.train.Checkpoint(core=network).read(prefix)
-    status.assert_consumed()
+    n_networks = int(metadata.get("n_networks", 1))
+    if n_networks > 1:
+      # Per-head checkpoint selection: the SavedModel also holds the
+      # weights of other epochs (`extra_cores`), used for some heads by
+      # `predict`. The analyses see one network, `core`.
+      logging.warning(
+          "%s holds %d networks (per-head checkpoint selection, heads from "
+          "steps %s); the analysis uses the last head's (`core`) for "
+          "every head", saved_model_dir, n_networks,
+          metadata.get("checkpoint_selection", {}).get("head_steps"))
+      status.assert_existing_objects_matched()
+    else:
+      status.assert_consumed()
   except (AssertionError, ValueError, tf.errors.OpError) as e:
     raise AnalysisError(
         f"{saved_model_dir}: its variables do not fit the architecture of "
