@@ -545,7 +545,8 @@ def learning_curves(history: Dict[str, Sequence[float]], steps_per_epoch: int,
   """
   n = len(history.get("loss", []))
   steps = steps_per_epoch * np.arange(1, n + 1)
-  fig, (ax_loss, ax_r) = plt.subplots(1, 2, figsize=(11.0, 4.0))
+  fig, (ax_loss, ax_lr, ax_r) = plt.subplots(
+      1, 3, figsize=(14.0, 4.0), gridspec_kw={"width_ratios": [1, 0.7, 1]})
   for key, label in (("loss", "train loss (epoch mean)"),
                      ("val_loss", "validation loss")):
     if history.get(key):
@@ -553,13 +554,13 @@ def learning_curves(history: Dict[str, Sequence[float]], steps_per_epoch: int,
   ax_loss.set_yscale("log")
   ax_loss.set_xlabel("step")
   ax_loss.set_ylabel("masked MSE (standardised targets)")
-  if history.get("learning_rate"):
-    ax_lr = ax_loss.twinx()
-    ax_lr.plot(steps[:len(history["learning_rate"])],
-               history["learning_rate"], color="0.5", ls=":",
-               label="learning rate")
-    ax_lr.set_ylabel("learning rate", color="0.4")
   ax_loss.legend(fontsize=8, loc="upper right")
+  if history.get("learning_rate"):
+    ax_lr.plot(steps[:len(history["learning_rate"])],
+               history["learning_rate"], color="0.3")
+  ax_lr.set_xlabel("step")
+  ax_lr.set_ylabel("learning rate (epoch's last step)")
+  ax_lr.grid(alpha=0.3)
   heads = sorted((k for k in history if k.startswith("val_pearson_")),
                  key=lambda k: int(k.rsplit("_", 1)[1]))
   cmap = plt.get_cmap("viridis")
