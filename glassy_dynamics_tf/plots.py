@@ -554,7 +554,8 @@ def learning_curves(history: Dict[str, Sequence[float]], steps_per_epoch: int,
   ax_loss.set_yscale("log")
   ax_loss.set_xlabel("step")
   ax_loss.set_ylabel("masked MSE (standardised targets)")
-  ax_loss.legend(fontsize=8, loc="upper right")
+  if history.get("loss") or history.get("val_loss"):
+    ax_loss.legend(fontsize=8, loc="upper right")
   if history.get("learning_rate"):
     ax_lr.plot(steps[:len(history["learning_rate"])],
                history["learning_rate"], color="0.3")
@@ -575,7 +576,8 @@ def learning_curves(history: Dict[str, Sequence[float]], steps_per_epoch: int,
               color="k", lw=2, label="mean over heads")
   ax_r.set_xlabel("step")
   ax_r.set_ylabel("validation Pearson (type A)")
-  ax_r.legend(fontsize=7, loc="lower right")
+  if heads or history.get("val_pearson"):
+    ax_r.legend(fontsize=7, loc="lower right")
   ax_r.grid(alpha=0.3)
   if title:
     fig.suptitle(title, fontsize=10)

@@ -267,7 +267,8 @@ class WarmupCosineSchedule(tf_keras.optimizers.schedules.LearningRateSchedule):
   larger peak learns faster, the warm-up keeps the first Adam steps (whose
   second-moment estimate is still poor) from blowing up the non-zero-bias
   initialisation, and the decay lets the last epochs settle in a minimum
-  instead of hopping around it (measured in docs/results/reference_t064.md).
+  instead of hopping around it. docs/results/reference_t064.md measures the
+  whole recipe against the old one (the schedule is not ablated alone).
   """
 
   def __init__(self, peak: float, warmup_steps: int, total_steps: int,
