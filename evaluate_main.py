@@ -31,6 +31,7 @@ from ml_collections import config_flags
 from glassy_dynamics_tf import console  # First: quiets TensorFlow's start-up.
 from glassy_dynamics_tf import baselines
 from glassy_dynamics_tf import evaluation
+from glassy_dynamics_tf import prediction
 from glassy_dynamics_tf.io import record as record_lib
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -41,8 +42,10 @@ _CONFIG = config_flags.DEFINE_config_file(
     "slice plots), n_plot_configurations and slice_thickness. Override "
     "with e.g. --config.evaluate.top_fraction=0.05.", lock_config=True)
 _MODEL = flags.DEFINE_multi_string(
-    "model", [], "SavedModel directory or train workdir holding "
-    "saved_model/; repeat the flag or give a comma list.")
+    "model", [], "SavedModel directory, train workdir holding "
+    "saved_model/, or the name of a shipped pretrained SavedModel (e.g. "
+    "reference_t064; `predict_main.py --list_models`); repeat the flag or "
+    "give a comma list.")
 _DATASET = flags.DEFINE_multi_string(
     "dataset", [], "TFDS name, e.g. glassy_dynamics/demo; several give a "
     "transfer matrix. Repeat or comma list.")
@@ -93,8 +96,9 @@ def main(argv):
           f"{sorted(baselines.BASELINES)} (deprecated: "
           f"{sorted(baselines.DEPRECATED_NAMES)})")
   try:
+    models = [_model_path(m) for m in _split_list(_MODEL.value)]
     evaluation.run(
-        models=_split_list(_MODEL.value), datasets=datasets,
+        models=models, datasets=datasets,
         output_dir=_OUTPUT_DIR.value, config=config.evaluate,
         split=_SPLIT.value, train_split=_TRAIN_SPLIT.value,
         baseline_names=baseline_names,
@@ -102,9 +106,22 @@ def main(argv):
         max_configurations=_MAX_CONFIGURATIONS.value,
         figures=_FIGURES.value)
   except (FileNotFoundError, evaluation.EvaluationError,
-          baselines.BaselineError, record_lib.RecordError) as e:
+          baselines.BaselineError, record_lib.RecordError,
+          prediction.PredictionError) as e:
     # Errors of the user's inputs: the message names the thing, no traceback.
     sys.exit(f"evaluate_main.py: error: {e}")
+
+
+def _model_path(model: str) -> str:
+  """A --model value as a SavedModel path (pretrained names resolved)."""
+  path, entry = prediction.resolve_model(model)
+  if entry is not None and entry.kind != "saved_model":
+    raise evaluation.EvaluationError(
+        f"--model {model}: the pretrained model is a {entry.kind}, which "
+        f"evaluate_main.py cannot read; export it first with `python "
+        f"predict_main.py --model={model} --input=CONF --output=OUT.npz "
+        f"--export_saved_model=DIR` and pass --model=DIR")
+  return path
 
 
 if __name__ == "__main__":

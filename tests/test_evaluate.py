@@ -446,3 +446,23 @@ def test_main_help_and_missing_model(tmp_path):
                  "--config.evaluate.top_fraction=1.5")
   assert result.returncode != 0
   assert "config.evaluate.top_fraction" in result.stderr, result.stderr
+
+
+def test_main_takes_pretrained_model_names(tmp_path):
+  # A shipped SavedModel by name: resolved, so the run fails only later,
+  # on the (missing) data.
+  result = _main("--model=demo", "--dataset=x", "--baselines=",
+                 f"--output_dir={tmp_path}")
+  assert result.returncode != 0
+  assert "cannot load split 'test' of dataset 'x'" in result.stderr, (
+      result.stderr[-2000:])
+  # The TF1 checkpoint is not a SavedModel: the error says how to make one.
+  result = _main("--model=t044_s09", "--dataset=x", "--baselines=",
+                 f"--output_dir={tmp_path}")
+  assert result.returncode != 0
+  assert "--export_saved_model" in result.stderr
+  # An unknown name lists the known ones.
+  result = _main("--model=no_such_model", "--dataset=x", "--baselines=",
+                 f"--output_dir={tmp_path}")
+  assert result.returncode != 0
+  assert "reference_t064" in result.stderr, result.stderr[-2000:]
