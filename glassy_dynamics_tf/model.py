@@ -440,10 +440,10 @@ class EncodeProcessDecode(snt.Module):
                num_recurrences=model_config.num_recurrences,
                n_outputs=n_outputs,
                use_edge_features=model_config.use_edge_features,
-               **edge_encoding_arguments(model_config))
+               **optional_model_arguments(model_config))
 
 
-def edge_encoding_arguments(model_config: ml_collections.ConfigDict
+def optional_model_arguments(model_config: ml_collections.ConfigDict
                             ) -> Dict[str, object]:
   """edge_encoding, num_rbf, rbf_cutoff, initializers from a config's model
   section (defaults for configs written before these options: the paper's
@@ -492,7 +492,7 @@ class GlassyGraphNetwork(tf_keras.Model):
                num_recurrences=model_config.num_recurrences,
                n_outputs=n_outputs,
                use_edge_features=model_config.use_edge_features,
-               **edge_encoding_arguments(model_config), **kwargs)
+               **optional_model_arguments(model_config), **kwargs)
 
   def get_config(self):
     return dict(self._arguments, name=self.name)

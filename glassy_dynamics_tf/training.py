@@ -931,14 +931,15 @@ def train(config, workdir: str, data_dir: Optional[str] = None,
     logging.info("exporting the best validation weights (step %d, "
                  "val_pearson %.4f)", best["step"], best["val_pearson"])
     if selection_mode == "per_head" and validation.heads:
-      head_models = load_head_models(config, metadata, validation.heads,
-                                     best_dir, model, best["step"])
+      heads = complete_heads(validation.heads, metadata.n_outputs,
+                             best["step"])
+      head_models = load_head_models(config, metadata, heads, best_dir,
+                                     model, best["step"])
       selection = {"mode": "per_head", "step": best["step"],
                    "val_pearson": best["val_pearson"],
-                   "head_steps": [h["step"] for h in validation.heads],
-                   "head_val_pearson": [h["val_pearson"]
-                                        for h in validation.heads]}
-      best = dict(best, heads=validation.heads)
+                   "head_steps": [h["step"] for h in heads],
+                   "head_val_pearson": [h["val_pearson"] for h in heads]}
+      best = dict(best, heads=heads)
       logging.info("per-head selection: head steps %s",
                    selection["head_steps"])
   if is_chief(strategy):  # the chief (or the only) process
@@ -961,6 +962,19 @@ def train(config, workdir: str, data_dir: Optional[str] = None,
   return TrainResult(history=history.history, best=best, metadata=metadata,
                      saved_model=saved_model_path,
                      resumed_from_step=start_step, model=model)
+
+
+def complete_heads(heads: Sequence[Optional[Mapping[str, Any]]],
+                   n_outputs: int, best_step: int) -> list:
+  """ValidationPearson.heads with a record for every head.
+
+  A head whose validation Pearson was never finite (e.g. a constant
+  propensity) has no best epoch of its own: it takes the mean-best weights
+  (`best_step`), with val_pearson None.
+  """
+  heads = list(heads) + [None] * (n_outputs - len(heads))
+  return [dict(h) if h is not None else
+          {"step": int(best_step), "val_pearson": None} for h in heads]
 
 
 def load_head_models(config, metadata: input_pipeline.DatasetMetadata,

@@ -252,7 +252,7 @@ def test_model_config_edge_encoding_builds_a_wider_encoder():
   # Configs from before the option build the paper's 3-input encoder.
   old = smoke.get_config()
   del old.model["edge_encoding"]
-  assert model.edge_encoding_arguments(old.model)["edge_encoding"] == "vector"
+  assert model.optional_model_arguments(old.model)["edge_encoding"] == "vector"
 
 
 def test_reference_config_is_the_documented_recipe():
@@ -302,3 +302,11 @@ def test_sonnet_initialisers_keep_zero_biases_for_the_ablation():
   keras_net = model.GlassyGraphNetwork.from_model_config(config.model,
                                                          n_outputs=1)
   assert keras_net.network.initializers == "sonnet"
+
+
+def test_heads_without_a_finite_score_take_the_mean_best_weights():
+  heads = [{"step": 10, "val_pearson": 0.3}, None]
+  assert training.complete_heads(heads, 3, best_step=20) == [
+      {"step": 10, "val_pearson": 0.3},
+      {"step": 20, "val_pearson": None},
+      {"step": 20, "val_pearson": None}]

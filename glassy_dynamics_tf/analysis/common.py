@@ -262,7 +262,7 @@ def restore_network(saved_model_dir: str, metadata: Dict[str, Any]
         num_recurrences=model_config["num_recurrences"],
         n_outputs=n_outputs,
         use_edge_features=model_config.get("use_edge_features", True),
-        **model_lib.edge_encoding_arguments(model_config))
+        **model_lib.optional_model_arguments(model_config))
   except (KeyError, ValueError) as e:
     raise AnalysisError(f"{saved_model_dir}: bad config.model in "
                         f"assets/metadata.json: {e!r}") from e
