@@ -39,6 +39,7 @@ import tensorflow as tf
 
 from glassy_dynamics_tf import augmentation
 from glassy_dynamics_tf import graphs
+from glassy_dynamics_tf import model as model_lib
 from glassy_dynamics_tf.io import record as record_lib
 
 # Keys of one record as stored by the TFDS builder (docs/CONTRACTS.md).
@@ -440,6 +441,11 @@ def graph_dataset(records: tf.data.Dataset, config,
   max_nodes, max_edges = metadata.max_nodes, metadata.max_edges
   target_mean = tf.constant(metadata.target_mean, tf.float32)
   target_std = tf.constant(metadata.target_std, tf.float32)
+  model_config = config.get("model") or {}
+  with_descriptors = (model_config.get("node_encoding", "type") ==
+                      "type_descriptors")
+  num_rbf = int(model_config.get("num_rbf", 16))
+  rbf_cutoff = float(model_config.get("rbf_cutoff", 2.0))
 
   def to_example(r):
     graph = graphs.build_graph_tf(r["positions"], r["box"], cutoff, self_loops)
@@ -454,6 +460,15 @@ def graph_dataset(records: tf.data.Dataset, config,
     is_a = tf.cast(tf.equal(r["types"], int(record_lib.ParticleType.A)),
                    tf.float32)
     weights = tf.ensure_shape(tf.pad(is_a, [[0, max_nodes - n]]), [max_nodes])
+    if with_descriptors:
+      # Invariant under the cube symmetries, so computed once here (and
+      # cached) instead of at every step inside the model.
+      single = graphs.padded_to_graphs_tuple(
+          {k: features[k][None] for k in
+           ("node_types", "senders", "receivers", "edge_vectors")})
+      features["node_descriptors"] = tf.ensure_shape(
+          model_lib.node_descriptors(single, num_rbf, rbf_cutoff),
+          [max_nodes, model_lib.n_node_descriptors(num_rbf)])
     features["box"] = r["box"]
     return features, propensity, weights
 

@@ -14,6 +14,7 @@ Sonnet creates variables on the first call. Under a distribution strategy,
 call `build_variables(model)` inside `strategy.scope()` before `compile`.
 """
 
+import math
 from typing import Dict, Optional
 
 from graph_nets import blocks
@@ -111,6 +112,108 @@ def edge_inputs(vectors: tf.Tensor, encoding: str = "vector",
   width = float(rbf_cutoff) / (int(num_rbf) - 1)
   rbf = tf.exp(-0.5 * ((distance - centres[None, :]) / width)**2)
   return tf.concat([vectors, distance, rbf], axis=-1)
+
+
+NODE_ENCODINGS = ("type", "type_descriptors")
+
+# Shells of the angular descriptors (σ_AA): first-shell AA and AB pairs,
+# the first minimum, the second shell's inner edge.
+ANGULAR_CENTRES = (1.0, 1.3, 1.6, 1.9)
+ANGULAR_WIDTH = 0.2
+ANGULAR_ORDERS = (1, 2, 3, 4)
+RADIAL_SCALE = 0.25
+ANGULAR_SCALE = 10.0
+
+
+def n_node_descriptors(num_rbf: int = 16) -> int:
+  """Width of `node_descriptors`: 2 num_rbf radial + angular."""
+  return 2 * int(num_rbf) + len(ANGULAR_CENTRES) * len(ANGULAR_ORDERS)
+
+
+def node_descriptors(graph: gn_graphs.GraphsTuple, num_rbf: int = 16,
+                     rbf_cutoff: float = 2.0) -> tf.Tensor:
+  """Rotation-invariant local-structure descriptors of every node.
+
+  Computed inside the model from the graph's own edges (so every input
+  path, the SavedModel included, gets them from positions alone), with no
+  trainable parameters:
+
+  - radial: G_t,k(i) = Σ_{j ∈ t} exp(-(r_ij - μ_k)² / (2 w²)) for neighbour
+    species t ∈ {A, B} and the edge input's radial basis (μ_k evenly spaced
+    on [0, rbf_cutoff], w = the spacing), the radial symmetry functions of
+    Behler & Parrinello 2007 / Cubuk et al. 2015 within the graph's cut-off;
+  - angular: Steinhardt bond-orientational order q_l, l = 1 ... 4, of
+    Gaussian shells c (ANGULAR_CENTRES, width ANGULAR_WIDTH; Steinhardt,
+    Nelson & Ronchetti, PRB 28, 784 (1983)) with neighbour weights
+    h_c(r) = exp(-(r - c)² / (2 ANGULAR_WIDTH²)):
+      q_c,l(i)² = Σ_{j,k} h_j h_k P_l(r̂_ij · r̂_ik) / (Σ_j h_j)²
+    (the addition theorem of spherical harmonics), computed from the
+    symmetric tensor moments Σ_j h_j r̂_ij^{⊗n}, n ≤ 4, without spherical
+    harmonics.
+
+  Self-loops and padding edges (|Δr| = 0) are skipped.
+
+  Args:
+    graph: GraphsTuple with nodes [N, 1] (type, A = 0, B = 1) and edges
+      [E, 3] (the raw relative vectors), senders, receivers.
+    num_rbf, rbf_cutoff: the radial basis.
+
+  Returns:
+    [N, n_node_descriptors(num_rbf)] float32, no gradient.
+  """
+  vectors = tf.cast(graph.edges, tf.float32)
+  n_nodes = tf.shape(graph.nodes)[0]
+  distance = tf.sqrt(tf.reduce_sum(vectors**2, axis=-1) + 1e-12)   # [E]
+  # Self-loops and padding edges are exactly zero vectors.
+  real = tf.cast(tf.reduce_sum(vectors**2, axis=-1) > 1e-10, tf.float32)
+  sender_is_b = tf.gather(tf.cast(graph.nodes[:, 0], tf.float32),
+                          graph.senders)
+  centres = tf.linspace(0.0, float(rbf_cutoff), int(num_rbf))
+  width = float(rbf_cutoff) / (int(num_rbf) - 1)
+  basis = tf.exp(-0.5 * ((distance[:, None] - centres[None]) / width)**2)
+  basis *= real[:, None]
+  radial = tf.math.unsorted_segment_sum(
+      tf.concat([basis * (1.0 - sender_is_b)[:, None],
+                 basis * sender_is_b[:, None]], axis=-1),
+      graph.receivers, n_nodes)                                    # [N, 2K]
+  shells = tf.constant(ANGULAR_CENTRES, tf.float32)
+  weight = tf.exp(-0.5 * ((distance[:, None] - shells[None]) /
+                          ANGULAR_WIDTH)**2) * real[:, None]      # [E, C]
+  norm = tf.math.unsorted_segment_sum(weight, graph.receivers, n_nodes)
+  unit = vectors / distance[:, None]
+  # S_n = |Σ_j h_j r̂_j^{⊗n}|² = Σ_{j,k} h_j h_k (r̂_j · r̂_k)^n, n = 1 ... 4.
+  # The tensor power is symmetric: its distinct components are the
+  # monomials x^a y^b z^c (a + b + c = n), each repeated n!/(a! b! c!) times,
+  # so S_n = Σ_abc n!/(a! b! c!) (Σ_j h_j x^a y^b z^c)² (15 components at
+  # n = 4 instead of 81, one order at a time: memory per edge stays small).
+  sums = [norm**2]                                                 # S_0
+  for order in range(1, 5):
+    exponents = [(a, b, order - a - b) for a in range(order + 1)
+                 for b in range(order + 1 - a)]
+    monomials = tf.stack([unit[:, 0]**a * unit[:, 1]**b * unit[:, 2]**c
+                          for a, b, c in exponents], axis=-1)     # [E, M]
+    multiplicity = tf.constant(
+        [math.factorial(order) / (math.factorial(a) * math.factorial(b) *
+                                  math.factorial(c))
+         for a, b, c in exponents], tf.float32)
+    moment = tf.math.unsorted_segment_sum(
+        weight[:, :, None] * monomials[:, None, :], graph.receivers,
+        n_nodes)                                               # [N, C, M]
+    sums.append(tf.reduce_sum(multiplicity * moment**2, axis=-1))
+  # Σ_{j,k} h_j h_k P_l(cos θ_jk) from the S_n (Legendre polynomials).
+  legendre = {1: sums[1],
+              2: (3.0 * sums[2] - sums[0]) / 2.0,
+              3: (5.0 * sums[3] - 3.0 * sums[1]) / 2.0,
+              4: (35.0 * sums[4] - 30.0 * sums[2] + 3.0 * sums[0]) / 8.0}
+  # No gradient is taken (stop_gradient below), so sqrt(0) is harmless.
+  angular = [tf.math.divide_no_nan(tf.sqrt(tf.nn.relu(legendre[l])), norm)
+             for l in ANGULAR_ORDERS]
+  # Fixed scales bring both kinds to order one in a dense liquid (ρ ≈ 1.2:
+  # shell counts up to ~10, q_l ~ 0.1), so Adam moves the encoder's first
+  # layer at similar rates for each.
+  return tf.stop_gradient(tf.concat(
+      [RADIAL_SCALE * radial] + [ANGULAR_SCALE * q for q in angular],
+      axis=-1))
 
 
 class _EdgeModel(snt.Module):
@@ -323,6 +426,7 @@ class EncodeProcessDecode(snt.Module):
                project_before_gather: bool = True,
                edge_encoding: str = "vector", num_rbf: int = 16,
                rbf_cutoff: float = 2.0, initializers: str = "release",
+               node_encoding: str = "type",
                name: str = "encode_process_decode"):
     """Builds the modules (variables are created on the first call).
 
@@ -344,9 +448,22 @@ class EncodeProcessDecode(snt.Module):
         checkpoint import accepts: its edge encoder has 3 inputs).
       initializers: "release" (the authors' non-zero biases) or "sonnet"
         (`linear_initializers`).
+      node_encoding: the encoder's node input, one of NODE_ENCODINGS:
+        "type" (the paper: the species as a float) or "type_descriptors"
+        (the species and `node_descriptors`, computed from the edges with
+        num_rbf and rbf_cutoff; needs use_edge_features).
       name: module name.
     """
     super().__init__(name=name)
+    if node_encoding not in NODE_ENCODINGS:
+      raise ValueError(f"node encoding must be one of {NODE_ENCODINGS}, got "
+                       f"{node_encoding!r}")
+    if node_encoding != "type" and not use_edge_features:
+      raise ValueError(f"node encoding {node_encoding!r} reads the edge "
+                       f"geometry; it cannot be combined with "
+                       f"use_edge_features=False (the connectivity-only "
+                       f"ablation)")
+    self.node_encoding = str(node_encoding)
     for arg, value in (("latent_size", latent_size),
                        ("mlp_layers", mlp_layers),
                        ("num_recurrences", num_recurrences),
@@ -387,7 +504,8 @@ class EncodeProcessDecode(snt.Module):
     self._decoder = modules.GraphIndependent(
         node_model_fn=make_decoder_mlp, name="graph_independent_1")
 
-  def __call__(self, graph: gn_graphs.GraphsTuple) -> tf.Tensor:
+  def __call__(self, graph: gn_graphs.GraphsTuple,
+               descriptors: Optional[tf.Tensor] = None) -> tf.Tensor:
     """Predicts per-node outputs.
 
     Args:
@@ -395,18 +513,23 @@ class EncodeProcessDecode(snt.Module):
         edges [E, 3] float32 (minimum-image positions[receiver] -
         positions[sender], σ_AA units), senders, receivers [E] int32,
         n_node, n_edge. Globals are ignored.
+      descriptors: optional [N, n_node_descriptors] `node_descriptors` of
+        this graph, precomputed (the input pipeline does, once per
+        configuration: they are invariant under the augmentation); None
+        computes them when node_encoding needs them.
 
     Returns:
       [N, n_outputs] float32 node outputs (e.g. propensity, σ_AA units).
     """
-    return self.decode(self.latent_graph(graph))
+    return self.decode(self.latent_graph(graph, descriptors))
 
-  def latent_graph(self, graph: gn_graphs.GraphsTuple
+  def latent_graph(self, graph: gn_graphs.GraphsTuple,
+                   descriptors: Optional[tf.Tensor] = None
                    ) -> gn_graphs.GraphsTuple:
     """The core's last latent graph, the decoder's input.
 
     Args:
-      graph: as for `__call__`.
+      graph, descriptors: as for `__call__`.
 
     Returns:
       GraphsTuple with nodes [N, latent_size] (the learned node embeddings,
@@ -418,8 +541,13 @@ class EncodeProcessDecode(snt.Module):
     else:
       edges = edge_inputs(edges, self.edge_encoding, self.num_rbf,
                           self.rbf_cutoff)
-    graph = graph.replace(nodes=tf.cast(graph.nodes, tf.float32),
-                          edges=tf.cast(edges, tf.float32), globals=None)
+    nodes = tf.cast(graph.nodes, tf.float32)
+    if self.node_encoding == "type_descriptors":
+      if descriptors is None:
+        descriptors = node_descriptors(graph, self.num_rbf, self.rbf_cutoff)
+      nodes = tf.concat([nodes, tf.cast(descriptors, tf.float32)], axis=-1)
+    graph = graph.replace(nodes=nodes, edges=tf.cast(edges, tf.float32),
+                          globals=None)
     encoded = self._encoder(graph)
     encoded_term = self._core.encoded_term(encoded)
     latent = encoded
@@ -445,13 +573,15 @@ class EncodeProcessDecode(snt.Module):
 
 def optional_model_arguments(model_config: ml_collections.ConfigDict
                             ) -> Dict[str, object]:
-  """edge_encoding, num_rbf, rbf_cutoff, initializers from a config's model
-  section (defaults for configs written before these options: the paper's
-  "vector" edges, the release's initialisers)."""
+  """edge_encoding, num_rbf, rbf_cutoff, initializers, node_encoding from a
+  config's model section (defaults for configs written before these
+  options: the paper's "vector" edges and "type" nodes, the release's
+  initialisers)."""
   return dict(edge_encoding=model_config.get("edge_encoding", "vector"),
               num_rbf=int(model_config.get("num_rbf", 16)),
               rbf_cutoff=float(model_config.get("rbf_cutoff", 2.0)),
-              initializers=model_config.get("initializers", "release"))
+              initializers=model_config.get("initializers", "release"),
+              node_encoding=model_config.get("node_encoding", "type"))
 
 
 class GlassyGraphNetwork(tf_keras.Model):
@@ -471,6 +601,7 @@ class GlassyGraphNetwork(tf_keras.Model):
                project_before_gather: bool = True,
                edge_encoding: str = "vector", num_rbf: int = 16,
                rbf_cutoff: float = 2.0, initializers: str = "release",
+               node_encoding: str = "type",
                name: str = "glassy_graph_network", **kwargs):
     super().__init__(name=name, **kwargs)
     self._arguments = dict(latent_size=latent_size, mlp_layers=mlp_layers,
@@ -479,7 +610,8 @@ class GlassyGraphNetwork(tf_keras.Model):
                            use_edge_features=use_edge_features,
                            project_before_gather=project_before_gather,
                            edge_encoding=edge_encoding, num_rbf=num_rbf,
-                           rbf_cutoff=rbf_cutoff, initializers=initializers)
+                           rbf_cutoff=rbf_cutoff, initializers=initializers,
+                           node_encoding=node_encoding)
     self.network = EncodeProcessDecode(**self._arguments)
     self.n_outputs = int(n_outputs)
 
@@ -501,7 +633,11 @@ class GlassyGraphNetwork(tf_keras.Model):
     del training  # No dropout or batch norm.
     node_mask = tf.cast(tf.convert_to_tensor(batch["node_mask"]), tf.float32)
     graph = graphs_lib.padded_to_graphs_tuple(batch)
-    outputs = self.network(graph)                     # [B * max_nodes, out]
+    descriptors = batch.get("node_descriptors")
+    if descriptors is not None:                       # [B, max_nodes, D]
+      descriptors = tf.reshape(descriptors,
+                               [-1, tf.shape(descriptors)[-1]])
+    outputs = self.network(graph, descriptors)        # [B * max_nodes, out]
     outputs = tf.reshape(outputs, tf.concat(
         [tf.shape(node_mask), [self.n_outputs]], axis=0))
     return outputs * node_mask[..., None]

@@ -72,6 +72,11 @@ def get_config() -> ml_collections.ConfigDict:
   # "release": the authors' VarianceScaling weights and non-zero biases;
   # "sonnet": Sonnet 2's defaults (zero biases), for the ablation.
   config.model.initializers = "release"
+  # The encoder's node input (model.node_descriptors): "type" (the paper's
+  # species alone) or "type_descriptors" (+ radial symmetry functions on the
+  # edge input's basis and bond-angle moments in four shells, computed from
+  # the graph inside the model).
+  config.model.node_encoding = "type"
 
   config.train = ml_collections.ConfigDict()
   config.train.batch_size = 1
@@ -108,10 +113,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.evaluate = ml_collections.ConfigDict()
   config.evaluate.split = "test"
   config.evaluate.train_split = "train"   # where fitted baselines are fitted.
-  # symmetry_ridge and softness share their symmetry functions (computed
-  # once per configuration); "local_structure" is symmetry_ridge's old name.
+  # symmetry_ridge, coarse_grained_ridge and softness share their symmetry
+  # functions (computed once per configuration); "local_structure" is
+  # symmetry_ridge's old name.
   config.evaluate.baselines = ("potential_energy", "neighbour_count",
-                               "symmetry_ridge", "softness")
+                               "symmetry_ridge", "coarse_grained_ridge",
+                               "softness")
   # The mobile class: the 10 % most mobile type-A particles, for the
   # ROC-AUC / balanced-accuracy headline metrics and the accuracy / overlap
   # ones (Extended Data Fig. 1), and the particles

@@ -32,6 +32,7 @@ def get_config():
   config.model.num_recurrences = 4
   config.model.latent_size = 32
   config.model.edge_encoding = "vector_rbf"
+  config.model.node_encoding = "type_descriptors"
 
   config.train.learning_rate = 2e-3
   config.train.lr_schedule = "warmup_cosine"
@@ -45,5 +46,6 @@ def get_config():
 
   # Every baseline; soft modes cost about a second per N = 1000 configuration.
   config.evaluate.baselines = ("potential_energy", "neighbour_count",
-                               "symmetry_ridge", "softness", "soft_modes")
+                               "symmetry_ridge", "coarse_grained_ridge",
+                               "softness", "soft_modes")
   return config
