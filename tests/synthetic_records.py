@@ -83,6 +83,19 @@ def make_records(n: int, seed: int = 0, **kwargs):
   return [make_record(seed + i, **kwargs) for i in range(n)]
 
 
+def train_validation_datasets(n_train: int = 3, n_validation: int = 2,
+                              n_particles: int = 100) -> dict:
+  """{"train", "validation"}: tf.data record datasets for `training.train`
+  (validation seeds start at 100, so the splits never share a record)."""
+  from glassy_dynamics_tf import input_pipeline  # pylint: disable=g-import-not-at-top
+  return {
+      "train": input_pipeline.records_dataset(
+          make_records(n_train, n_particles=n_particles)),
+      "validation": input_pipeline.records_dataset(
+          make_records(n_validation, seed=100, n_particles=n_particles)),
+  }
+
+
 class ExportedModel(NamedTuple):
   """A network with random weights exported as a SavedModel."""
   path: str             # the SavedModel directory

@@ -111,13 +111,8 @@ def _config(node_encoding="type_descriptors", **train):
 
 
 def _records(n_train=2, n_validation=1, n_particles=100):
-  return {
-      "train": input_pipeline.records_dataset(synthetic_records.make_records(
-          n_train, n_particles=n_particles)),
-      "validation": input_pipeline.records_dataset(
-          synthetic_records.make_records(n_validation, seed=100,
-                                         n_particles=n_particles)),
-  }
+  return synthetic_records.train_validation_datasets(n_train, n_validation,
+                                                     n_particles)
 
 
 def _random_rotation(rng):

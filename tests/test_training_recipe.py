@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from glassy_dynamics_tf import input_pipeline
 from glassy_dynamics_tf import model
 from glassy_dynamics_tf import training
 from glassy_dynamics_tf.configs import reference_t064
@@ -28,13 +27,8 @@ def _config(**train):
 
 
 def _records(n_train=3, n_validation=2, n_particles=100):
-  return {
-      "train": input_pipeline.records_dataset(synthetic_records.make_records(
-          n_train, n_particles=n_particles)),
-      "validation": input_pipeline.records_dataset(
-          synthetic_records.make_records(n_validation, seed=100,
-                                         n_particles=n_particles)),
-  }
+  return synthetic_records.train_validation_datasets(n_train, n_validation,
+                                                     n_particles)
 
 
 # ------------------------------------------------------------ schedule ---
