@@ -229,9 +229,10 @@ def test_saved_model_decomposed_equals_whole_box(demo_model):
   assert len(sizes) == plan.n_domains and max(sizes) <= 1200
   assert plan.halo == 8.0 + MARGIN
   # Same edges and edge vectors, bit for bit; only float32 sums may be
-  # ordered differently.
+  # ordered differently (the demo config's node descriptors sum ~40
+  # neighbours per particle in float32: up to ~2e-6 apart).
   np.testing.assert_allclose(result.propensity, whole, rtol=1e-5,
-                             atol=1e-6)
+                             atol=5e-6)
   # A halo of one cut-off instead of four fails the same comparison. (With
   # random weights the fourth hop moves outputs by only ~1e-6, below the
   # tolerance; the K-hop reference test above checks one cut-off less.)
