@@ -441,11 +441,11 @@ def graph_dataset(records: tf.data.Dataset, config,
   max_nodes, max_edges = metadata.max_nodes, metadata.max_edges
   target_mean = tf.constant(metadata.target_mean, tf.float32)
   target_std = tf.constant(metadata.target_std, tf.float32)
-  model_config = config.get("model") or {}
-  with_descriptors = (model_config.get("node_encoding", "type") ==
-                      "type_descriptors")
-  num_rbf = int(model_config.get("num_rbf", 16))
-  rbf_cutoff = float(model_config.get("rbf_cutoff", 2.0))
+  # The model's own reading of its config section (and its defaults).
+  model_arguments = model_lib.optional_model_arguments(config.model)
+  with_descriptors = model_arguments["node_encoding"] == "type_descriptors"
+  num_rbf = model_arguments["num_rbf"]
+  rbf_cutoff = model_arguments["rbf_cutoff"]
 
   def to_example(r):
     graph = graphs.build_graph_tf(r["positions"], r["box"], cutoff, self_loops)

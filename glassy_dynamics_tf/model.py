@@ -108,10 +108,17 @@ def edge_inputs(vectors: tf.Tensor, encoding: str = "vector",
   if int(num_rbf) < 2 or not rbf_cutoff > 0:
     raise ValueError(f"vector_rbf needs num_rbf >= 2 and rbf_cutoff > 0, got "
                      f"{num_rbf} and {rbf_cutoff}")
+  return tf.concat([vectors, distance, radial_basis(distance, num_rbf,
+                                                    rbf_cutoff)], axis=-1)
+
+
+def radial_basis(distance: tf.Tensor, num_rbf: int,
+                 rbf_cutoff: float) -> tf.Tensor:
+  """Gaussians exp(-(d - μ_k)² / (2 w²)), μ_k evenly spaced on
+  [0, rbf_cutoff], w = the spacing: [E, 1] distances -> [E, num_rbf]."""
   centres = tf.linspace(0.0, float(rbf_cutoff), int(num_rbf))
   width = float(rbf_cutoff) / (int(num_rbf) - 1)
-  rbf = tf.exp(-0.5 * ((distance - centres[None, :]) / width)**2)
-  return tf.concat([vectors, distance, rbf], axis=-1)
+  return tf.exp(-0.5 * ((distance - centres[None, :]) / width)**2)
 
 
 NODE_ENCODINGS = ("type", "type_descriptors")
@@ -168,10 +175,8 @@ def node_descriptors(graph: gn_graphs.GraphsTuple, num_rbf: int = 16,
   real = tf.cast(tf.reduce_sum(vectors**2, axis=-1) > 1e-10, tf.float32)
   sender_is_b = tf.gather(tf.cast(graph.nodes[:, 0], tf.float32),
                           graph.senders)
-  centres = tf.linspace(0.0, float(rbf_cutoff), int(num_rbf))
-  width = float(rbf_cutoff) / (int(num_rbf) - 1)
-  basis = tf.exp(-0.5 * ((distance[:, None] - centres[None]) / width)**2)
-  basis *= real[:, None]
+  basis = radial_basis(distance[:, None], num_rbf,
+                       rbf_cutoff) * real[:, None]
   radial = tf.math.unsorted_segment_sum(
       tf.concat([basis * (1.0 - sender_is_b)[:, None],
                  basis * sender_is_b[:, None]], axis=-1),
